@@ -1,0 +1,50 @@
+"""The ledger schema as numbered migrations, shared in spirit by SQLite and PostgreSQL.
+
+Each migration is a list of statements; ``meta.schema_version`` records how far a
+store has come.  Amount columns are 64-bit integers everywhere, with
+``CHECK (balance >= 0)`` as the last line of defence behind the conditional
+debit.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SQLITE_MIGRATIONS"]
+
+SQLITE_MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE players (player_id TEXT PRIMARY KEY, blocked INTEGER NOT NULL DEFAULT 0)",
+        """CREATE TABLE accounts (
+            player_id TEXT NOT NULL, currency TEXT NOT NULL,
+            balance INTEGER NOT NULL CHECK (typeof(balance) = 'integer' AND balance >= 0),
+            PRIMARY KEY (player_id, currency)) WITHOUT ROWID""",
+        """CREATE TABLE sessions (
+            session_id TEXT PRIMARY KEY, aggregator TEXT NOT NULL, player_id TEXT NOT NULL,
+            currency TEXT NOT NULL, opened_us INTEGER NOT NULL, last_seen_us INTEGER NOT NULL,
+            closed_us INTEGER) WITHOUT ROWID""",
+        """CREATE TABLE txns (
+            aggregator TEXT NOT NULL, transaction_id TEXT NOT NULL, event TEXT NOT NULL,
+            fingerprint BLOB, code TEXT, status INTEGER, body BLOB, balance_after INTEGER,
+            player_id TEXT NOT NULL, currency TEXT NOT NULL, amount_minor INTEGER,
+            round_id TEXT, applied INTEGER NOT NULL, refunded_by TEXT,
+            PRIMARY KEY (aggregator, transaction_id)) WITHOUT ROWID""",
+        """CREATE TABLE rounds (
+            aggregator TEXT NOT NULL, round_id TEXT NOT NULL, player_id TEXT NOT NULL,
+            currency TEXT NOT NULL, bet_total INTEGER NOT NULL, win_total INTEGER NOT NULL,
+            refund_total INTEGER NOT NULL, settled_us INTEGER,
+            PRIMARY KEY (aggregator, round_id)) WITHOUT ROWID""",
+        """CREATE TABLE ledger (
+            id INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, aggregator TEXT NOT NULL,
+            transaction_id TEXT NOT NULL, kind TEXT NOT NULL, player_id TEXT NOT NULL,
+            currency TEXT NOT NULL, amount_minor INTEGER NOT NULL,
+            balance_after INTEGER NOT NULL)""",
+        """CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, aggregator TEXT NOT NULL,
+            kind TEXT NOT NULL, headers TEXT NOT NULL, request BLOB NOT NULL,
+            decision TEXT NOT NULL, response BLOB NOT NULL, player_id TEXT, currency TEXT,
+            amount_minor INTEGER, balance_after INTEGER, prev_hash BLOB NOT NULL,
+            hash BLOB NOT NULL)""",
+        """CREATE TABLE adjustments (
+            reference TEXT PRIMARY KEY, balance_after INTEGER NOT NULL) WITHOUT ROWID""",
+    ],
+]

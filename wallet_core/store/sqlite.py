@@ -1,0 +1,402 @@
+"""The SQLite store: the embedded default, for replay and for single-node wallets.
+
+Two durability modes:
+
+* ``live``: WAL, ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` transaction per
+  callback, committed before the answer leaves.
+* ``replay``: the ledger is disposable, so callbacks are grouped: one outer
+  transaction holds up to ``group_size`` callbacks, each inside its own
+  ``SAVEPOINT`` (so a failing callback still leaves nothing behind), with
+  ``synchronous=OFF`` and an exclusive lock.
+
+One connection serves all threads, behind a lock whose wait is bounded: a
+request that cannot get it in time gets :class:`StoreBusy` (RETRY_LATER).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from ..audit import GENESIS, chain_hash
+from ..errors import SchemaOutdated, StorageError, StoreBusy
+from .base import (
+    SCHEMA_VERSION,
+    AuditEntry,
+    AuditRow,
+    LedgerEntry,
+    RoundRow,
+    SessionRow,
+    TxnRow,
+)
+from .schema import SQLITE_MIGRATIONS
+
+__all__ = ["SqliteStore"]
+
+Durability = Literal["live", "replay"]
+
+
+class _SqliteTx:
+    """The operations of one transaction; instances are reused, state lives in SQLite."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._x = store._conn.execute
+
+    def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
+        row = self._x(
+            "SELECT event, fingerprint, code, status, body, balance_after, player_id, currency,"
+            " amount_minor, round_id, applied, refunded_by FROM txns"
+            " WHERE aggregator = ? AND transaction_id = ?",
+            (aggregator, transaction_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return TxnRow(aggregator, transaction_id, row[0], row[1], row[2], row[3], row[4], row[5],
+                      row[6], row[7], row[8], row[9], bool(row[10]), row[11])
+
+    def put_txn(self, row: TxnRow, *, new: bool) -> None:
+        values = (row.event, row.fingerprint, row.code, row.status, row.body, row.balance_after,
+                  row.player_id, row.currency, row.amount_minor, row.round_id, int(row.applied),
+                  row.refunded_by, row.aggregator, row.transaction_id)
+        if new:
+            self._x(
+                "INSERT INTO txns (event, fingerprint, code, status, body, balance_after,"
+                " player_id, currency, amount_minor, round_id, applied, refunded_by, aggregator,"
+                " transaction_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                values,
+            )
+        else:
+            self._x(
+                "UPDATE txns SET event=?, fingerprint=?, code=?, status=?, body=?, balance_after=?,"
+                " player_id=?, currency=?, amount_minor=?, round_id=?, applied=?, refunded_by=?"
+                " WHERE aggregator=? AND transaction_id=?",
+                values,
+            )
+
+    def get_session(self, session_id: str) -> SessionRow | None:
+        row = self._x(
+            "SELECT aggregator, player_id, currency, opened_us, last_seen_us, closed_us"
+            " FROM sessions WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+        return None if row is None else SessionRow(session_id, *row)
+
+    def put_session(self, row: SessionRow, *, new: bool) -> None:
+        if new:
+            self._x(
+                "INSERT INTO sessions (session_id, aggregator, player_id, currency, opened_us,"
+                " last_seen_us, closed_us) VALUES (?,?,?,?,?,?,?)",
+                (row.session_id, row.aggregator, row.player_id, row.currency, row.opened_us,
+                 row.last_seen_us, row.closed_us),
+            )
+        else:
+            self._x(
+                "UPDATE sessions SET last_seen_us = ?, closed_us = ? WHERE session_id = ?",
+                (row.last_seen_us, row.closed_us, row.session_id),
+            )
+
+    def player_blocked(self, player_id: str) -> bool:
+        row = self._x("SELECT blocked FROM players WHERE player_id = ?", (player_id,)).fetchone()
+        return bool(row and row[0])
+
+    def set_player_blocked(self, player_id: str, blocked: bool) -> None:
+        self._x(
+            "INSERT INTO players (player_id, blocked) VALUES (?, ?)"
+            " ON CONFLICT (player_id) DO UPDATE SET blocked = excluded.blocked",
+            (player_id, int(blocked)),
+        )
+
+    def get_balance(self, player_id: str, currency: str) -> int | None:
+        row = self._x(
+            "SELECT balance FROM accounts WHERE player_id = ? AND currency = ?",
+            (player_id, currency),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def move(self, player_id: str, currency: str, delta: int) -> int | None:
+        row = self._x(
+            "UPDATE accounts SET balance = balance + ?1"
+            " WHERE player_id = ?2 AND currency = ?3 AND balance + ?1 >= 0 RETURNING balance",
+            (delta, player_id, currency),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        if delta < 0 or self.get_balance(player_id, currency) is not None:
+            return None
+        self._x(
+            "INSERT INTO accounts (player_id, currency, balance) VALUES (?, ?, ?)",
+            (player_id, currency, delta),
+        )
+        return delta
+
+    def get_round(self, aggregator: str, round_id: str) -> RoundRow | None:
+        row = self._x(
+            "SELECT player_id, currency, bet_total, win_total, refund_total, settled_us"
+            " FROM rounds WHERE aggregator = ? AND round_id = ?",
+            (aggregator, round_id),
+        ).fetchone()
+        return None if row is None else RoundRow(aggregator, round_id, *row)
+
+    def put_round(self, row: RoundRow, *, new: bool) -> None:
+        values = (row.player_id, row.currency, row.bet_total, row.win_total, row.refund_total,
+                  row.settled_us, row.aggregator, row.round_id)
+        if new:
+            self._x(
+                "INSERT INTO rounds (player_id, currency, bet_total, win_total, refund_total,"
+                " settled_us, aggregator, round_id) VALUES (?,?,?,?,?,?,?,?)",
+                values,
+            )
+        else:
+            self._x(
+                "UPDATE rounds SET player_id=?, currency=?, bet_total=?, win_total=?,"
+                " refund_total=?, settled_us=? WHERE aggregator=? AND round_id=?",
+                values,
+            )
+
+    def add_ledger(self, entry: LedgerEntry) -> None:
+        self._x(
+            "INSERT INTO ledger (at_us, aggregator, transaction_id, kind, player_id, currency,"
+            " amount_minor, balance_after) VALUES (?,?,?,?,?,?,?,?)",
+            (entry.at_us, entry.aggregator, entry.transaction_id, entry.kind, entry.player_id,
+             entry.currency, entry.amount_minor, entry.balance_after),
+        )
+
+    def append_audit(self, entry: AuditEntry) -> int:
+        store = self._store
+        head = store._audit_head
+        if head is None:
+            row = self._x("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            head = (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+        seq = head[0] + 1
+        digest = chain_hash(head[1], seq, entry)
+        self._x(
+            "INSERT INTO audit (seq, at_us, aggregator, kind, headers, request, decision, response,"
+            " player_id, currency, amount_minor, balance_after, prev_hash, hash)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (seq, entry.at_us, entry.aggregator, entry.kind, entry.headers, entry.request,
+             entry.decision, entry.response, entry.player_id, entry.currency, entry.amount_minor,
+             entry.balance_after, head[1], digest),
+        )
+        if store._cache_head:
+            store._audit_head = (seq, digest)
+        return seq
+
+    def adjustment_done(self, reference: str) -> int | None:
+        row = self._x(
+            "SELECT balance_after FROM adjustments WHERE reference = ?", (reference,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def record_adjustment(self, reference: str, balance_after: int) -> None:
+        self._x(
+            "INSERT INTO adjustments (reference, balance_after) VALUES (?, ?)",
+            (reference, balance_after),
+        )
+
+
+class SqliteStore:
+    """See the module docstring; ``path`` may be ``":memory:"`` for unit tests."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        durability: Durability = "live",
+        group_size: int = 2000,
+        lock_timeout_s: float = 2.0,
+        create: bool = True,
+    ) -> None:
+        self.path = str(path)
+        self.durability = durability
+        self._group_size = group_size if durability == "replay" else 1
+        self._lock = threading.Lock()
+        self._lock_timeout = lock_timeout_s
+        try:
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=lock_timeout_s,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from None
+        self._cache_head = durability == "replay"
+        self._audit_head: tuple[int, bytes] | None = None
+        self._in_group = 0
+        x = self._conn.execute
+        try:
+            x("PRAGMA journal_mode=WAL")
+            x("PRAGMA synchronous=" + ("FULL" if durability == "live" else "OFF"))
+            x("PRAGMA foreign_keys=OFF")
+            if durability == "replay":
+                x("PRAGMA locking_mode=EXCLUSIVE")
+                x("PRAGMA cache_size=-65536")
+            version = self.schema_version()
+            if version == 0 and create and not self._has_tables():
+                self.upgrade()
+            elif version < SCHEMA_VERSION:
+                raise SchemaOutdated(
+                    f"store {self.path} is at schema {version}, this version needs "
+                    f"{SCHEMA_VERSION}: run 'rgs-shadow db upgrade --db URL'"
+                )
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StorageError(f"cannot use SQLite database {self.path}: {exc}") from None
+        self._tx = _SqliteTx(self)
+
+    # -- schema -----------------------------------------------------------------------------
+    def _has_tables(self) -> bool:
+        row = self._conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()
+        return bool(row[0])
+
+    def schema_version(self) -> int:
+        try:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0]) if row else 0
+
+    def upgrade(self) -> int:
+        """Apply every pending migration; returns how many were applied."""
+        version = self.schema_version()
+        applied = 0
+        with self._lock:
+            for number, statements in enumerate(SQLITE_MIGRATIONS, start=1):
+                if number <= version:
+                    continue
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in statements:
+                        self._conn.execute(statement)
+                    self._conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (str(number),),
+                    )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                applied += 1
+        return applied
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[_SqliteTx]:
+        if not self._lock.acquire(timeout=self._lock_timeout):
+            raise StoreBusy("the wallet is busy: lock wait exceeded")
+        try:
+            yield from self._run_transaction()
+        finally:
+            self._lock.release()
+
+    def _run_transaction(self) -> Iterator[_SqliteTx]:
+        x = self._conn.execute
+        grouped = self._group_size > 1
+        try:
+            if grouped:
+                if self._in_group == 0:
+                    x("BEGIN IMMEDIATE")
+                x("SAVEPOINT callback")
+            else:
+                x("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _storage_error(exc) from None
+        try:
+            yield self._tx
+        except sqlite3.Error as exc:
+            self._rollback(grouped)
+            raise _storage_error(exc) from None
+        except BaseException:
+            self._rollback(grouped)
+            raise
+        try:
+            if grouped:
+                x("RELEASE callback")
+                self._in_group += 1
+                if self._in_group >= self._group_size:
+                    self._in_group = 0
+                    x("COMMIT")
+            else:
+                x("COMMIT")
+        except sqlite3.Error as exc:
+            self._audit_head = None
+            self._in_group = 0
+            try:
+                x("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise _storage_error(exc) from None
+
+    def _rollback(self, grouped: bool) -> None:
+        self._audit_head = None
+        try:
+            if grouped:
+                self._conn.execute("ROLLBACK TO callback")
+                self._conn.execute("RELEASE callback")
+            else:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._in_group:
+                self._in_group = 0
+                self._conn.execute("COMMIT")
+
+    # -- whole-store reads ------------------------------------------------------------------
+    def get_mode(self) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'mode'").fetchone()
+        return None if row is None else str(row[0])
+
+    def set_mode(self, mode: str) -> None:
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('mode', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (mode,),
+            )
+
+    def audit_rows(self) -> Iterator[AuditRow]:
+        cursor = self._conn.execute(
+            "SELECT seq, at_us, aggregator, kind, headers, request, decision, response, player_id,"
+            " currency, amount_minor, balance_after, prev_hash, hash FROM audit ORDER BY seq"
+        )
+        for r in cursor:
+            entry = AuditEntry(r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bytes(r[7]), r[8], r[9],
+                               r[10], r[11])
+            yield AuditRow(int(r[0]), entry, bytes(r[12]), bytes(r[13]))
+
+    def balances(self) -> dict[tuple[str, str], int]:
+        rows = self._conn.execute("SELECT player_id, currency, balance FROM accounts")
+        return {(p, c): int(b) for p, c, b in rows}
+
+    def ledger_sums(self) -> dict[tuple[str, str], int]:
+        rows = self._conn.execute(
+            "SELECT player_id, currency, sum(amount_minor) FROM ledger GROUP BY player_id, currency"
+        )
+        return {(p, c): int(s) for p, c, s in rows}
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run one statement outside the engine (tests, maintenance); returns all rows."""
+        with self._lock:
+            return list(self._conn.execute(sql, params))
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
+
+
+def _storage_error(exc: sqlite3.Error) -> StorageError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreBusy(f"the wallet is busy: {text}")
+    return StorageError(f"SQLite: {text}")
