@@ -210,8 +210,11 @@ class SqliteStore:
         group_size: int = 2000,
         lock_timeout_s: float = 2.0,
         create: bool = True,
+        migrate: bool = False,
     ) -> None:
         self.path = str(path)
+        if not create and self.path != ":memory:" and not Path(self.path).exists():
+            raise StorageError(f"SQLite database {self.path} does not exist")
         self.durability = durability
         self._group_size = group_size if durability == "replay" else 1
         self._lock = threading.Lock()
@@ -235,8 +238,9 @@ class SqliteStore:
                 x("PRAGMA locking_mode=EXCLUSIVE")
                 x("PRAGMA cache_size=-65536")
             version = self.schema_version()
-            if version == 0 and create and not self._has_tables():
-                self.upgrade()
+            self.migrations_applied = 0
+            if migrate or (version == 0 and create and not self._has_tables()):
+                self.migrations_applied = self.upgrade()
             elif version < SCHEMA_VERSION:
                 raise SchemaOutdated(
                     f"store {self.path} is at schema {version}, this version needs "

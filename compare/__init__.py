@@ -1,0 +1,1 @@
+"""Compare: settlement loaders, the diff engine, divergence kinds, reconciliation."""

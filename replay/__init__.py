@@ -1,0 +1,1 @@
+"""Replay: drive captured callbacks through the wallet core and write decisions."""

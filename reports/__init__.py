@@ -1,0 +1,1 @@
+"""Reports: one report model, rendered for the terminal (rich) and as HTML (jinja2)."""

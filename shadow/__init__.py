@@ -1,0 +1,1 @@
+"""Capture side: the mitmproxy addon, spool, compactor, capture schema, and the CLI."""
