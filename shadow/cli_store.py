@@ -38,8 +38,10 @@ def audit_verify(db: DbOption) -> None:
     drift = sorted(k for k in set(ledger) | set(balances) if ledger.get(k, 0) != balances.get(k, 0))
     if drift:
         player, currency = drift[0]
-        typer.echo(f"audit chain intact ({count} rows) but the balance of {player}/{currency} "
-                   f"differs from its ledger entries")
+        typer.echo(
+            f"audit chain intact ({count} rows) but the balance of {player}/{currency} "
+            f"differs from its ledger entries"
+        )
         raise typer.Exit(1)
     typer.echo(f"audit chain intact: {count} rows verified; balances match the ledger")
 
@@ -56,5 +58,3 @@ def db_upgrade(db: DbOption) -> None:
 def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(db_app, name="db")
-
-

@@ -25,9 +25,7 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def factory() -> CallbackFactory:
-    return CallbackFactory(
-        defaults={"session_id": "s1", "player_id": "p1", "currency": "EUR"}
-    )
+    return CallbackFactory(defaults={"session_id": "s1", "player_id": "p1", "currency": "EUR"})
 
 
 @pytest.fixture(params=STORE_KINDS)

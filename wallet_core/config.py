@@ -26,7 +26,9 @@ __all__ = ["AggregatorConfig", "WalletConfig", "load_config"]
 DEFAULT_BODY_LIMIT = 64 * 1024
 DEFAULT_SESSION_TIMEOUT_MINUTES = 30
 FOREIGN_SECTIONS = frozenset({"capture", "settlement", "replay", "compare", "reconcile"})
-_TOP_KEYS = frozenset({"aggregators", "policies", "sessions", "currencies", "server"}) | FOREIGN_SECTIONS
+_TOP_KEYS = (
+    frozenset({"aggregators", "policies", "sessions", "currencies", "server"}) | FOREIGN_SECTIONS
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,9 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str] | frozenset[str], wh
 
 def _positive_int(value: Any, key: str, *, allow_zero: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
-        raise ConfigError(f"{key}: must be a {'non-negative' if allow_zero else 'positive'} integer")
+        raise ConfigError(
+            f"{key}: must be a {'non-negative' if allow_zero else 'positive'} integer"
+        )
     return value
 
 

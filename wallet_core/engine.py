@@ -22,9 +22,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from .clock import timestamp_us
 from .codes import HTTP_STATUS, Code
 from .config import AggregatorConfig, WalletConfig
-from .clock import timestamp_us
 from .dialects import Dialect, GenericDialect, ParseError
 from .errors import StorageError
 from .model import Callback, Decision, Event, HttpResponse, Mode, Outcome
@@ -133,6 +133,7 @@ class WalletCore:
                 return self._repeat(tx, agg, cb, txn, digest, headers, body, now_us)
         flags: list[str] = []
         balance: int | None = None
+        before: int | None = None
         session: SessionRow | None = None
         try:
             if txn is not None and cb.event is not Event.BET:
@@ -169,10 +170,22 @@ class WalletCore:
         if cb.transaction_id is not None:
             moved = code is Code.OK and "no_money_moved" not in flags
             tx.put_txn(
-                TxnRow(agg.name, cb.transaction_id, cb.event.value, digest, code.value,
-                       live.status, live.body, balance, cb.player_id, cb.currency,
-                       cb.amount_minor, cb.round_id, moved,
-                       txn.refunded_by if txn is not None else None),
+                TxnRow(
+                    agg.name,
+                    cb.transaction_id,
+                    cb.event.value,
+                    digest,
+                    code.value,
+                    live.status,
+                    live.body,
+                    balance,
+                    cb.player_id,
+                    cb.currency,
+                    cb.amount_minor,
+                    cb.round_id,
+                    moved,
+                    txn.refunded_by if txn is not None else None,
+                ),
                 new=txn is None,
             )
         return self._finish(tx, dialect, agg.name, headers, body, now_us, decision, live)
@@ -192,27 +205,44 @@ class WalletCore:
         if txn.fingerprint != digest:
             code = Code.DUPLICATE_MISMATCH
             decision = Decision(
-                Outcome.REJECTED, code, HTTP_STATUS[code], event=cb.event.value,
-                transaction_id=cb.transaction_id, player_id=cb.player_id,
-                session_id=cb.session_id, round_id=cb.round_id, currency=txn.currency,
-                amount_minor=cb.amount_minor, balance_before=current, balance_after=current,
+                Outcome.REJECTED,
+                code,
+                HTTP_STATUS[code],
+                event=cb.event.value,
+                transaction_id=cb.transaction_id,
+                player_id=cb.player_id,
+                session_id=cb.session_id,
+                round_id=cb.round_id,
+                currency=txn.currency,
+                amount_minor=cb.amount_minor,
+                balance_before=current,
+                balance_after=current,
                 message="transaction_id seen before with different content",
             )
             return self._finish(tx, agg.dialect, agg.name, headers, body, now_us, decision)
         assert txn.code is not None and txn.status is not None and txn.body is not None
         first = Decision(
-            Outcome.REPEAT, Code(txn.code), txn.status, event=cb.event.value,
-            transaction_id=cb.transaction_id, player_id=cb.player_id, session_id=cb.session_id,
-            round_id=cb.round_id, currency=txn.currency, amount_minor=cb.amount_minor,
-            balance_before=current, balance_after=current,
+            Outcome.REPEAT,
+            Code(txn.code),
+            txn.status,
+            event=cb.event.value,
+            transaction_id=cb.transaction_id,
+            player_id=cb.player_id,
+            session_id=cb.session_id,
+            round_id=cb.round_id,
+            currency=txn.currency,
+            amount_minor=cb.amount_minor,
+            balance_before=current,
+            balance_after=current,
         )
         stored = HttpResponse(txn.status, txn.body)
         if self.mode is Mode.SHADOW:
             mock = agg.dialect.render_mock(
                 replace(first, balance_after=txn.balance_after), self.config.currencies
             )
-            return self._finish(tx, agg.dialect, agg.name, headers, body, now_us, first, stored,
-                                mock)
+            return self._finish(
+                tx, agg.dialect, agg.name, headers, body, now_us, first, stored, mock
+            )
         return self._finish(tx, agg.dialect, agg.name, headers, body, now_us, first, stored)
 
     def _session(
@@ -227,8 +257,9 @@ class WalletCore:
         """The open session for ``cb`` (opened here in shadow mode), or raise _Rejected."""
         if session is None:
             if self.mode is Mode.SHADOW and self.policies.shadow_opens_unknown_sessions:
-                session = SessionRow(cb.session_id, agg.name, cb.player_id, cb.currency, now_us,
-                                     now_us)
+                session = SessionRow(
+                    cb.session_id, agg.name, cb.player_id, cb.currency, now_us, now_us
+                )
                 tx.put_session(session, new=True)
                 flags.append("session_opened")
                 return session
@@ -316,8 +347,22 @@ class WalletCore:
             if not self.policies.tombstone_unknown_refunds:
                 raise _Rejected(Code.BAD_REQUEST, "ref_transaction_id names no known bet")
             tx.put_txn(
-                TxnRow(agg.name, ref, Event.BET.value, None, None, None, None, None, cb.player_id,
-                       cb.currency, cb.amount_minor, cb.round_id, False, cb.transaction_id),
+                TxnRow(
+                    agg.name,
+                    ref,
+                    Event.BET.value,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    cb.player_id,
+                    cb.currency,
+                    cb.amount_minor,
+                    cb.round_id,
+                    False,
+                    cb.transaction_id,
+                ),
                 new=True,
             )
             flags.extend(("tombstone", "no_money_moved"))
@@ -384,12 +429,20 @@ class WalletCore:
 
     @staticmethod
     def _ledger(
-        tx: StoreTx, agg: AggregatorConfig, cb: Callback, kind: str, delta: int, after: int,
+        tx: StoreTx,
+        agg: AggregatorConfig,
+        cb: Callback,
+        kind: str,
+        delta: int,
+        after: int,
         now_us: int,
     ) -> None:
         assert cb.transaction_id is not None
-        tx.add_ledger(LedgerEntry(now_us, agg.name, cb.transaction_id, kind, cb.player_id,
-                                  cb.currency, delta, after))
+        tx.add_ledger(
+            LedgerEntry(
+                now_us, agg.name, cb.transaction_id, kind, cb.player_id, cb.currency, delta, after
+            )
+        )
 
     # -- answer and audit -------------------------------------------------------------------
     def _finish(
@@ -418,7 +471,8 @@ class WalletCore:
                 aggregator=aggregator,
                 kind="callback",
                 headers=json.dumps(dict(sorted(headers.items())), ensure_ascii=False)
-                if not oversized else "{}",
+                if not oversized
+                else "{}",
                 request=body if not oversized else b"",
                 decision=_decision_json(decision, self.mode),
                 response=sent.body,

@@ -12,7 +12,14 @@ Wallet decisions are never exceptions: a refused bet is a value (:class:`Decisio
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "SchemaOutdated", "ShadowError", "StorageError", "StoreBusy"]
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "SchemaOutdated",
+    "ShadowError",
+    "StorageError",
+    "StoreBusy",
+]
 
 
 class ShadowError(Exception):

@@ -47,7 +47,11 @@ class CurrencyTable:
         for code, exponent in (extra or {}).items():
             if not _CODE.fullmatch(code):
                 raise MoneyError(f"currency code {code!r} is not 2-10 upper-case letters or digits")
-            if isinstance(exponent, bool) or not isinstance(exponent, int) or not 0 <= exponent <= 18:
+            if (
+                isinstance(exponent, bool)
+                or not isinstance(exponent, int)
+                or not 0 <= exponent <= 18
+            ):
                 raise MoneyError(f"currency {code}: exponent must be an integer from 0 to 18")
             exponents[code] = exponent
         self._exponents: Mapping[str, int] = MappingProxyType(exponents)
@@ -90,7 +94,7 @@ def parse_amount(
         raise MoneyError(f"amount {text[:40]!r} has more than {exponent} decimals")
     if len(whole) > 20:
         raise MoneyError("amount does not fit 64 bits")
-    minor = int(whole) * 10**exponent + (int(frac) * 10 ** (exponent - len(frac)) if frac else 0)
+    minor: int = int(whole) * 10**exponent + (int(frac) * 10 ** (exponent - len(frac)) if frac else 0)
     if sign:
         minor = -minor
     if minor > INT64_MAX or minor < -INT64_MAX:

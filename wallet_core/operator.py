@@ -47,16 +47,31 @@ class OperatorApi:
             found = tx.get_session(session_id)
             if found is not None:
                 same = (found.player_id, found.currency, found.aggregator) == (
-                    player_id, currency, aggregator)
+                    player_id,
+                    currency,
+                    aggregator,
+                )
                 if not same:
                     return OperatorResult(Code.BAD_REQUEST, "the session exists with another owner")
                 return OperatorResult(Code.OK, "already open")
             tx.put_session(
                 SessionRow(session_id, aggregator, player_id, currency, now_us, now_us), new=True
             )
-            _audit(tx, now_us, "session_open", {"session_id": session_id, "player_id": player_id,
-                                                "currency": currency, "aggregator": aggregator},
-                   player_id, currency, None, None)
+            _audit(
+                tx,
+                now_us,
+                "session_open",
+                {
+                    "session_id": session_id,
+                    "player_id": player_id,
+                    "currency": currency,
+                    "aggregator": aggregator,
+                },
+                player_id,
+                currency,
+                None,
+                None,
+            )
         return OperatorResult(Code.OK)
 
     def close_session(self, session_id: str, now_us: int) -> OperatorResult:
@@ -67,15 +82,31 @@ class OperatorApi:
             if found.closed_us is None:
                 found.closed_us = now_us
                 tx.put_session(found, new=False)
-                _audit(tx, now_us, "session_close", {"session_id": session_id},
-                       found.player_id, found.currency, None, None)
+                _audit(
+                    tx,
+                    now_us,
+                    "session_close",
+                    {"session_id": session_id},
+                    found.player_id,
+                    found.currency,
+                    None,
+                    None,
+                )
         return OperatorResult(Code.OK)
 
     def set_blocked(self, player_id: str, blocked: bool, now_us: int) -> OperatorResult:
         with self.store.transaction() as tx:
             tx.set_player_blocked(player_id, blocked)
-            _audit(tx, now_us, "player_block", {"player_id": player_id, "blocked": blocked},
-                   player_id, None, None, None)
+            _audit(
+                tx,
+                now_us,
+                "player_block",
+                {"player_id": player_id, "blocked": blocked},
+                player_id,
+                None,
+                None,
+                None,
+            )
         return OperatorResult(Code.OK)
 
     def adjust(
@@ -101,12 +132,34 @@ class OperatorApi:
                         Code.INSUFFICIENT_FUNDS, "the withdrawal exceeds the balance", current
                     )
                 after = moved
-                tx.add_ledger(LedgerEntry(now_us, "", reference, "adjustment", player_id,
-                                          currency, amount_minor, after))
+                tx.add_ledger(
+                    LedgerEntry(
+                        now_us,
+                        "",
+                        reference,
+                        "adjustment",
+                        player_id,
+                        currency,
+                        amount_minor,
+                        after,
+                    )
+                )
             tx.record_adjustment(reference, after)
-            _audit(tx, now_us, "adjustment", {"reference": reference, "player_id": player_id,
-                                              "currency": currency, "amount_minor": amount_minor},
-                   player_id, currency, amount_minor, after)
+            _audit(
+                tx,
+                now_us,
+                "adjustment",
+                {
+                    "reference": reference,
+                    "player_id": player_id,
+                    "currency": currency,
+                    "amount_minor": amount_minor,
+                },
+                player_id,
+                currency,
+                amount_minor,
+                after,
+            )
         return OperatorResult(Code.OK, "", after)
 
     def balance(self, player_id: str, currency: str) -> int:
@@ -119,8 +172,9 @@ class OperatorApi:
         """Record opening balances as adjustments, once per (player, currency); returns count."""
         count = 0
         for player_id, currency, minor in rows:
-            result = self.adjust(f"{label}:{player_id}:{currency}", player_id, currency, minor,
-                                 now_us)
+            result = self.adjust(
+                f"{label}:{player_id}:{currency}", player_id, currency, minor, now_us
+            )
             if not result.ok:
                 raise MoneyError(f"snapshot {player_id}/{currency}: {result.message}")
             count += 1
@@ -137,6 +191,18 @@ def _audit(
     amount: int | None,
     balance: int | None,
 ) -> None:
-    tx.append_audit(AuditEntry(now_us, "", kind, "{}", json.dumps(request, sort_keys=True).encode(),
-                               json.dumps({"outcome": "APPLIED", "code": "OK"}), b"", player_id,
-                               currency, amount, balance))
+    tx.append_audit(
+        AuditEntry(
+            now_us,
+            "",
+            kind,
+            "{}",
+            json.dumps(request, sort_keys=True).encode(),
+            json.dumps({"outcome": "APPLIED", "code": "OK"}),
+            b"",
+            player_id,
+            currency,
+            amount,
+            balance,
+        )
+    )

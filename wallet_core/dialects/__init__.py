@@ -5,7 +5,15 @@ from __future__ import annotations
 from .base import Dialect, LiveAnswer, ParseError
 from .generic import SIGNATURE_HEADER, GenericDialect
 
-__all__ = ["DIALECTS", "SIGNATURE_HEADER", "Dialect", "GenericDialect", "LiveAnswer", "ParseError", "get_dialect"]
+__all__ = [
+    "DIALECTS",
+    "SIGNATURE_HEADER",
+    "Dialect",
+    "GenericDialect",
+    "LiveAnswer",
+    "ParseError",
+    "get_dialect",
+]
 
 #: Registry of dialects by the name used in configuration.
 DIALECTS: dict[str, Dialect] = {"generic": GenericDialect()}

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..codes import Code
-from ..model import Callback, Decision, HttpResponse
-from ..money import CurrencyTable
+from wallet_core.codes import Code
+from wallet_core.model import Callback, Decision, HttpResponse
+from wallet_core.money import CurrencyTable
 
 __all__ = ["Dialect", "LiveAnswer", "ParseError"]
 
@@ -60,7 +60,11 @@ class Dialect(Protocol):
         ...
 
     def read_answer(
-        self, status: int | None, body: bytes | None, currency: str | None, currencies: CurrencyTable
+        self,
+        status: int | None,
+        body: bytes | None,
+        currency: str | None,
+        currencies: CurrencyTable,
     ) -> LiveAnswer:
         """Interpret a captured response of a live wallet speaking this dialect."""
         ...

@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..codes import Code
-from ..model import Callback, Decision, Event, HttpResponse
-from ..money import CurrencyTable, MoneyError, format_amount, parse_amount
+from wallet_core.codes import Code
+from wallet_core.model import Callback, Decision, Event, HttpResponse
+from wallet_core.money import CurrencyTable, MoneyError, format_amount, parse_amount
+
 from .base import LiveAnswer, ParseError, error_code
 
 __all__ = ["SIGNATURE_HEADER", "GenericDialect"]
@@ -151,7 +152,7 @@ class GenericDialect:
             doc = {"status": "ERROR", "code": decision.code.value, "message": decision.message}
             if balance is not None:
                 doc["balance"] = balance
-        headers = _JSON_HEADERS
+        headers: tuple[tuple[str, str], ...] = _JSON_HEADERS
         if decision.code is Code.RETRY_LATER:
             headers = (*_JSON_HEADERS, ("retry-after", "1"))
         return HttpResponse(decision.http_status, _dumps(doc), headers)
@@ -168,7 +169,11 @@ class GenericDialect:
         return HttpResponse(200, _dumps(doc), _JSON_HEADERS)
 
     def read_answer(
-        self, status: int | None, body: bytes | None, currency: str | None, currencies: CurrencyTable
+        self,
+        status: int | None,
+        body: bytes | None,
+        currency: str | None,
+        currencies: CurrencyTable,
     ) -> LiveAnswer:
         if status is None:
             return LiveAnswer(None, None, None)
@@ -184,15 +189,18 @@ class GenericDialect:
         code = "OK" if accepted else error_code(doc.get("code"))
         if code is None and not accepted:
             code = f"HTTP_{status}"
-        balance: int | None = None
-        value = doc.get("balance")
-        currency = doc.get("currency") if isinstance(doc.get("currency"), str) else currency
-        if isinstance(value, str) and currency in currencies:
-            try:
-                balance = parse_amount(value, currencies.exponent(currency), allow_negative=True)
-            except MoneyError:
-                balance = None
-        return LiveAnswer(accepted, code, balance)
+        quoted = doc.get("currency")
+        money_code = quoted if isinstance(quoted, str) else currency
+        return LiveAnswer(accepted, code, _live_balance(doc.get("balance"), money_code, currencies))
+
+
+def _live_balance(value: object, currency: str | None, currencies: CurrencyTable) -> int | None:
+    if not isinstance(value, str) or currency is None or currency not in currencies:
+        return None
+    try:
+        return parse_amount(value, currencies.exponent(currency), allow_negative=True)
+    except MoneyError:
+        return None
 
 
 def _balance_text(decision: Decision, currencies: CurrencyTable) -> str | None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
+from wallet_core.errors import ConfigError
+
 from .base import (
     SCHEMA_VERSION,
     AuditEntry,

@@ -22,8 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from ..audit import GENESIS, chain_hash
-from ..errors import SchemaOutdated, StorageError, StoreBusy
+from wallet_core.audit import GENESIS, chain_hash
+from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
+
 from .base import (
     SCHEMA_VERSION,
     AuditEntry,
@@ -56,13 +57,40 @@ class _SqliteTx:
         ).fetchone()
         if row is None:
             return None
-        return TxnRow(aggregator, transaction_id, row[0], row[1], row[2], row[3], row[4], row[5],
-                      row[6], row[7], row[8], row[9], bool(row[10]), row[11])
+        return TxnRow(
+            aggregator,
+            transaction_id,
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            bool(row[10]),
+            row[11],
+        )
 
     def put_txn(self, row: TxnRow, *, new: bool) -> None:
-        values = (row.event, row.fingerprint, row.code, row.status, row.body, row.balance_after,
-                  row.player_id, row.currency, row.amount_minor, row.round_id, int(row.applied),
-                  row.refunded_by, row.aggregator, row.transaction_id)
+        values = (
+            row.event,
+            row.fingerprint,
+            row.code,
+            row.status,
+            row.body,
+            row.balance_after,
+            row.player_id,
+            row.currency,
+            row.amount_minor,
+            row.round_id,
+            int(row.applied),
+            row.refunded_by,
+            row.aggregator,
+            row.transaction_id,
+        )
         if new:
             self._x(
                 "INSERT INTO txns (event, fingerprint, code, status, body, balance_after,"
@@ -91,8 +119,15 @@ class _SqliteTx:
             self._x(
                 "INSERT INTO sessions (session_id, aggregator, player_id, currency, opened_us,"
                 " last_seen_us, closed_us) VALUES (?,?,?,?,?,?,?)",
-                (row.session_id, row.aggregator, row.player_id, row.currency, row.opened_us,
-                 row.last_seen_us, row.closed_us),
+                (
+                    row.session_id,
+                    row.aggregator,
+                    row.player_id,
+                    row.currency,
+                    row.opened_us,
+                    row.last_seen_us,
+                    row.closed_us,
+                ),
             )
         else:
             self._x(
@@ -143,8 +178,16 @@ class _SqliteTx:
         return None if row is None else RoundRow(aggregator, round_id, *row)
 
     def put_round(self, row: RoundRow, *, new: bool) -> None:
-        values = (row.player_id, row.currency, row.bet_total, row.win_total, row.refund_total,
-                  row.settled_us, row.aggregator, row.round_id)
+        values = (
+            row.player_id,
+            row.currency,
+            row.bet_total,
+            row.win_total,
+            row.refund_total,
+            row.settled_us,
+            row.aggregator,
+            row.round_id,
+        )
         if new:
             self._x(
                 "INSERT INTO rounds (player_id, currency, bet_total, win_total, refund_total,"
@@ -162,8 +205,16 @@ class _SqliteTx:
         self._x(
             "INSERT INTO ledger (at_us, aggregator, transaction_id, kind, player_id, currency,"
             " amount_minor, balance_after) VALUES (?,?,?,?,?,?,?,?)",
-            (entry.at_us, entry.aggregator, entry.transaction_id, entry.kind, entry.player_id,
-             entry.currency, entry.amount_minor, entry.balance_after),
+            (
+                entry.at_us,
+                entry.aggregator,
+                entry.transaction_id,
+                entry.kind,
+                entry.player_id,
+                entry.currency,
+                entry.amount_minor,
+                entry.balance_after,
+            ),
         )
 
     def append_audit(self, entry: AuditEntry) -> int:
@@ -178,9 +229,22 @@ class _SqliteTx:
             "INSERT INTO audit (seq, at_us, aggregator, kind, headers, request, decision, response,"
             " player_id, currency, amount_minor, balance_after, prev_hash, hash)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (seq, entry.at_us, entry.aggregator, entry.kind, entry.headers, entry.request,
-             entry.decision, entry.response, entry.player_id, entry.currency, entry.amount_minor,
-             entry.balance_after, head[1], digest),
+            (
+                seq,
+                entry.at_us,
+                entry.aggregator,
+                entry.kind,
+                entry.headers,
+                entry.request,
+                entry.decision,
+                entry.response,
+                entry.player_id,
+                entry.currency,
+                entry.amount_minor,
+                entry.balance_after,
+                head[1],
+                digest,
+            ),
         )
         if store._cache_head:
             store._audit_head = (seq, digest)
@@ -221,7 +285,9 @@ class SqliteStore:
         self._lock_timeout = lock_timeout_s
         try:
             self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False,
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
                 timeout=lock_timeout_s,
             )
         except sqlite3.Error as exc:
@@ -373,8 +439,9 @@ class SqliteStore:
             " currency, amount_minor, balance_after, prev_hash, hash FROM audit ORDER BY seq"
         )
         for r in cursor:
-            entry = AuditEntry(r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bytes(r[7]), r[8], r[9],
-                               r[10], r[11])
+            entry = AuditEntry(
+                r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bytes(r[7]), r[8], r[9], r[10], r[11]
+            )
             yield AuditRow(int(r[0]), entry, bytes(r[12]), bytes(r[13]))
 
     def balances(self) -> dict[tuple[str, str], int]:
