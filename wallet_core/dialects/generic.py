@@ -50,7 +50,19 @@ def _text(doc: dict[str, Any], name: str, *, required: bool) -> str | None:
         raise ParseError(f"field {name} must be a string")
     if not 0 < len(value) <= _MAX_ID:
         raise ParseError(f"field {name} must be 1 to {_MAX_ID} characters")
+    # Ids end up in every store and in the audit hash: NUL (PostgreSQL text refuses it) and
+    # lone surrogates (not encodable as UTF-8) are the client's error, not a storage failure.
+    if "\x00" in value or not value.isascii() and not _utf8(value):
+        raise ParseError(f"field {name} must be UTF-8 text without NUL")
     return value
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _money(
