@@ -1,0 +1,297 @@
+"""The PostgreSQL store: many wallet workers over one ledger, each callback one transaction.
+
+Concurrency is settled inside the database, never by a Python lock, so several
+server processes can share a ledger:
+
+* ``claim_txn`` takes a transaction-scoped advisory lock on ``(aggregator,
+  transaction_id)`` *then* reads the record in a second statement (under READ
+  COMMITTED each statement sees what committed before it started): 50 concurrent
+  copies of one callback queue on the lock and the 49 late ones see the first's row.
+* The debit is conditional (``balance + d >= 0`` in the ``UPDATE``'s ``WHERE``, which
+  a waiting updater re-checks against the new row), with ``CHECK (balance >= 0)``
+  behind it.
+* Rounds are read ``FOR UPDATE``, sessions only ever move forward (``GREATEST``,
+  ``COALESCE``), and a row that does not exist yet is guarded by an advisory lock on
+  its key, so two callbacks never race to create it.
+* The audit chain stays one chain: ``append_audit`` (the engine's last write) locks
+  the single ``audit_head`` row, so chaining is serialized only for the tail of each
+  transaction.
+
+Every wait is bounded: the pool wait (``pool_timeout_s``), each lock wait
+(``lock_timeout``) and each statement (``statement_timeout``).  Running out of any
+of them, a deadlock or a lost insert race is :class:`StoreBusy` (RETRY_LATER); any
+other database failure is :class:`StorageError`.  Either way nothing was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from wallet_core.audit import chain_hash
+from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
+
+from .base import SCHEMA_VERSION, AuditEntry, AuditRow
+from .postgres_tx import PostgresTx
+from .schema import POSTGRES_MIGRATIONS
+
+__all__ = ["PostgresStore"]
+
+#: Advisory lock key that serializes concurrent ``db upgrade`` runs.
+_MIGRATION_LOCK = 0x7267735F73686477  # "rgs_shdw"
+_BUSY = (
+    pg_errors.LockNotAvailable,
+    pg_errors.QueryCanceled,
+    pg_errors.DeadlockDetected,
+    pg_errors.SerializationFailure,
+    pg_errors.UniqueViolation,
+)
+
+
+class PostgresStore:
+    """See the module docstring.  SQLite-only options (``group_size``) are accepted and ignored.
+
+    ``durability="replay"`` turns off ``synchronous_commit``: a replay ledger is disposable,
+    so waiting for the WAL flush buys nothing (the analogue of SQLite's grouped commits).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        durability: str = "live",
+        create: bool = True,
+        migrate: bool = False,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        pool_timeout_s: float = 0.8,
+        lock_timeout_s: float = 1.0,
+        statement_timeout_s: float = 1.2,
+        connect_timeout_s: float = 5.0,
+        **_ignored: Any,
+    ) -> None:
+        self.url = url
+        self.durability = durability
+        self._pool_timeout = pool_timeout_s
+        self._timeouts = (f"{int(lock_timeout_s * 1000)}ms", f"{int(statement_timeout_s * 1000)}ms")
+        synchronous = "off" if durability == "replay" else "on"
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                "SELECT set_config('synchronous_commit', %s, false),"
+                " set_config('application_name', 'rgs-shadow', false)",
+                (synchronous,),
+            )
+
+        self._pool: ConnectionPool = ConnectionPool(
+            url,
+            min_size=pool_min,
+            max_size=max(pool_min, pool_max),
+            timeout=pool_timeout_s,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s))},
+            configure=configure,
+            open=False,
+            name="rgs-shadow",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except (PoolTimeout, psycopg.Error) as exc:
+            self._pool.close(timeout=0)
+            raise StorageError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from None
+        try:
+            version = self.schema_version()
+            self.migrations_applied = 0
+            if migrate or (version == 0 and create and not self._has_tables()):
+                self.migrations_applied = self.upgrade()
+            elif version < SCHEMA_VERSION:
+                raise SchemaOutdated(
+                    f"store {_safe(url)} is at schema {version}, this version needs "
+                    f"{SCHEMA_VERSION}: run 'rgs-shadow db upgrade --db URL'"
+                )
+            elif version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"store {_safe(url)} is at schema {version}, newer than this version "
+                    f"({SCHEMA_VERSION}): upgrade rgs-shadow"
+                )
+        except BaseException:
+            self._pool.close(timeout=0)
+            raise
+
+    # -- schema -----------------------------------------------------------------------------
+    def _has_tables(self) -> bool:
+        rows = self.execute(
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+        )
+        return bool(rows[0][0])
+
+    def schema_version(self) -> int:
+        with self._connection() as conn:
+            return _schema_version(conn)
+
+    def upgrade(self) -> int:
+        """Apply every pending migration in one transaction; returns how many were applied."""
+        applied = 0
+        with self._connection() as conn, _mapped(), conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            version = _schema_version(conn)
+            for number, statements in enumerate(POSTGRES_MIGRATIONS, start=1):
+                if number <= version:
+                    continue
+                for statement in statements:
+                    conn.execute(statement.encode())
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(number),),
+                )
+                applied += 1
+        return applied
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTx]:
+        with self._connection() as conn, _mapped(), conn.transaction():
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, true),"
+                " set_config('statement_timeout', %s, true)",
+                self._timeouts,
+            )
+            yield PostgresTx(conn, self)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            conn = self._pool.getconn(timeout=self._pool_timeout)
+        except PoolTimeout:
+            raise StoreBusy("the wallet is busy: no database connection in time") from None
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL: {exc}") from None
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    def chain(self, conn: psycopg.Connection[Any], entry: AuditEntry) -> int:
+        """Chain ``entry`` after the locked head; called by :meth:`PostgresTx.append_audit`."""
+        row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
+        assert row is not None, "audit_head is missing: the store was not migrated"
+        seq, prev = int(row[0]) + 1, bytes(row[1])
+        digest = chain_hash(prev, seq, entry)
+        conn.execute(
+            "WITH added AS (INSERT INTO audit (seq, at_us, aggregator, kind, headers, request,"
+            " decision, response, player_id, currency, amount_minor, balance_after, prev_hash,"
+            " hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s))"
+            " UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
+            (
+                seq,
+                entry.at_us,
+                entry.aggregator,
+                entry.kind,
+                entry.headers,
+                entry.request,
+                entry.decision,
+                entry.response,
+                entry.player_id,
+                entry.currency,
+                entry.amount_minor,
+                entry.balance_after,
+                prev,
+                digest,
+                seq,
+                digest,
+            ),
+        )
+        return seq
+
+    def flush(self) -> None:
+        """Nothing to do: every transaction commits itself."""
+
+    # -- whole-store reads ------------------------------------------------------------------
+    def get_mode(self) -> str | None:
+        rows = self.execute("SELECT value FROM meta WHERE key = 'mode'")
+        return None if not rows else str(rows[0][0])
+
+    def set_mode(self, mode: str) -> None:
+        with self.transaction() as tx:
+            tx.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('mode', %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (mode,),
+            )
+
+    def audit_rows(self) -> Iterator[AuditRow]:
+        with self._connection() as conn, _mapped(), conn.transaction():
+            cursor = conn.cursor(name="rgs_shadow_audit")
+            cursor.itersize = 2000
+            cursor.execute(
+                "SELECT seq, at_us, aggregator, kind, headers, request, decision, response,"
+                " player_id, currency, amount_minor, balance_after, prev_hash, hash"
+                " FROM audit ORDER BY seq"
+            )
+            for r in cursor:
+                entry = AuditEntry(
+                    r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bytes(r[7]), r[8], r[9], r[10], r[11]
+                )
+                yield AuditRow(int(r[0]), entry, bytes(r[12]), bytes(r[13]))
+
+    def balances(self) -> dict[tuple[str, str], int]:
+        rows = self.execute("SELECT player_id, currency, balance FROM accounts")
+        return {(str(p), str(c)): int(b) for p, c, b in rows}  # type: ignore[call-overload]
+
+    def ledger_sums(self) -> dict[tuple[str, str], int]:
+        rows = self.execute(
+            "SELECT player_id, currency, sum(amount_minor) FROM ledger GROUP BY player_id, currency"
+        )
+        return {(str(p), str(c)): int(s) for p, c, s in rows}  # type: ignore[call-overload]
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run one statement outside the engine (tests, maintenance); returns all rows.
+
+        ``sql`` uses ``?`` placeholders as with SQLite, so tests can share statements.
+        """
+        with self._connection() as conn, _mapped():
+            cursor = conn.execute(sql.replace("%", "%%").replace("?", "%s").encode(), params)
+            return list(cursor.fetchall()) if cursor.description is not None else []
+
+    def close(self) -> None:
+        self._pool.close(timeout=5)
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    """Turn psycopg's exceptions into the store's own: busy (retry) or failed."""
+    try:
+        yield
+    except _BUSY as exc:
+        raise StoreBusy(f"the wallet is busy: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise StorageError(f"PostgreSQL: {_first_line(exc)}") from None
+    except PoolTimeout:
+        raise StoreBusy("the wallet is busy: no database connection in time") from None
+
+
+def _schema_version(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return 0
+    found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(found[0]) if found else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
