@@ -14,8 +14,8 @@ server processes can share a ledger:
   ``COALESCE``), and a row that does not exist yet is guarded by an advisory lock on
   its key, so two callbacks never race to create it.
 * The audit chain stays one chain: ``append_audit`` (the engine's last write) locks
-  the single ``audit_head`` row, so chaining is serialized only for the tail of each
-  transaction.
+  the single ``audit_head`` row before reading the last audit row, so chaining is
+  serialized only for the tail of each transaction.
 
 Every wait is bounded: the pool wait (``pool_timeout_s``), each lock wait
 (``lock_timeout``) and each statement (``statement_timeout``).  Running out of any
@@ -33,7 +33,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from wallet_core.audit import chain_hash
+from wallet_core.audit import GENESIS, chain_hash
 from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
 
 from .base import SCHEMA_VERSION, AuditEntry, AuditRow
@@ -177,16 +177,19 @@ class PostgresStore:
             self._pool.putconn(conn)
 
     def chain(self, conn: psycopg.Connection[Any], entry: AuditEntry) -> int:
-        """Chain ``entry`` after the locked head; called by :meth:`PostgresTx.append_audit`."""
-        row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
-        assert row is not None, "audit_head is missing: the store was not migrated"
-        seq, prev = int(row[0]) + 1, bytes(row[1])
+        """Chain ``entry`` after the last row; called by :meth:`PostgresTx.append_audit`.
+
+        The ``audit_head`` row lock is held to commit, so the read of the last row and
+        the insert cannot interleave with another writer's.
+        """
+        conn.execute("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, bytes(row[1]))
         digest = chain_hash(prev, seq, entry)
         conn.execute(
-            "WITH added AS (INSERT INTO audit (seq, at_us, aggregator, kind, headers, request,"
-            " decision, response, player_id, currency, amount_minor, balance_after, prev_hash,"
-            " hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s))"
-            " UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
+            "INSERT INTO audit (seq, at_us, aggregator, kind, headers, request, decision, response,"
+            " player_id, currency, amount_minor, balance_after, prev_hash, hash)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (
                 seq,
                 entry.at_us,
@@ -201,8 +204,6 @@ class PostgresStore:
                 entry.amount_minor,
                 entry.balance_after,
                 prev,
-                digest,
-                seq,
                 digest,
             ),
         )

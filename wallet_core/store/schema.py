@@ -50,8 +50,8 @@ SQLITE_MIGRATIONS: list[list[str]] = [
 ]
 
 #: PostgreSQL: the same tables, plus ``audit_head``, the one row every transaction locks
-#: (``FOR UPDATE``) right before chaining its audit row, so concurrent writers still build a
-#: single chain.  Amounts are BIGINT (64 bits, as the money module guarantees).
+#: (``FOR UPDATE``) right before it reads the last audit row and chains its own, so concurrent
+#: writers still build a single chain.  Amounts are BIGINT (64 bits, as money.py guarantees).
 POSTGRES_MIGRATIONS: list[list[str]] = [
     [
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -87,9 +87,8 @@ POSTGRES_MIGRATIONS: list[list[str]] = [
             decision TEXT NOT NULL, response BYTEA NOT NULL, player_id TEXT, currency TEXT,
             amount_minor BIGINT, balance_after BIGINT, prev_hash BYTEA NOT NULL,
             hash BYTEA NOT NULL)""",
-        """CREATE TABLE audit_head (
-            id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash BYTEA NOT NULL)""",
-        "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'))",
+        "CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1))",
+        "INSERT INTO audit_head (id) VALUES (1)",
         """CREATE TABLE adjustments (
             reference TEXT PRIMARY KEY, balance_after BIGINT NOT NULL)""",
     ],
