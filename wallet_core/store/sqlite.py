@@ -440,9 +440,9 @@ class SqliteStore:
         )
         for r in cursor:
             entry = AuditEntry(
-                r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bytes(r[7]), r[8], r[9], r[10], r[11]
+                r[1], r[2], r[3], r[4], _blob(r[5]), r[6], _blob(r[7]), r[8], r[9], r[10], r[11]
             )
-            yield AuditRow(int(r[0]), entry, bytes(r[12]), bytes(r[13]))
+            yield AuditRow(int(r[0]), entry, _blob(r[12]), _blob(r[13]))
 
     def balances(self) -> dict[tuple[str, str], int]:
         rows = self._conn.execute("SELECT player_id, currency, balance FROM accounts")
@@ -464,6 +464,13 @@ class SqliteStore:
             self.flush()
         finally:
             self._conn.close()
+
+
+def _blob(value: object) -> bytes:
+    """Bytes of a BLOB column; a tampered row may hold another type, which must not crash."""
+    if isinstance(value, bytes):
+        return value
+    return b"" if value is None else str(value).encode()
 
 
 def _storage_error(exc: sqlite3.Error) -> StorageError:
