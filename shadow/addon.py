@@ -1,0 +1,337 @@
+"""The mitmproxy addon that tees every proxied callback into the capture spool.
+
+Load it with ``mitmdump -s shadow/addon.py --set capture_dir=DIR`` or through
+``rgs-shadow capture``.  The proxy stands in the live path of real money, so:
+
+* the ``response``/``error`` hooks are plain ``def``: they copy the fields,
+  append one framed record to the spool with ``os.write`` and return; nothing
+  else touches the disk on the event loop, and no exception leaves a hook;
+* a background :class:`~shadow.compactor.Compactor` makes the Parquet files;
+* lifecycle hooks are plain ``def`` because mitmproxy calls them synchronously
+  when it reloads a script, where an ``async def done`` would fail;
+* when the spool cannot be written the operator is told on stderr at once, and
+  ``capture_on_write_failure`` decides: ``pass`` (default) keeps traffic flowing
+  unrecorded, ``stop`` answers ``503 RETRY_LATER`` (the aggregator retries
+  later) until a write succeeds again, so nothing is answered unrecorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from shadow.capture_record import CaptureRecord, encode_record
+from shadow.capture_settings import OPTION_OF, CaptureSettings, resolve_settings
+from shadow.compactor import SPOOL_DIRNAME, Compactor
+from shadow.duplicates import DuplicateTracker
+from shadow.redact import Redactor
+from shadow.spool import SpoolLockedError, SpoolWriter
+from wallet_core.config import load_config
+from wallet_core.dialects import Dialect, get_dialect
+from wallet_core.errors import ConfigError
+
+__all__ = ["CaptureAddon", "addons"]
+
+_CAPTURED = "rgs_shadow_captured"
+_REFUSED = "rgs_shadow_refused"
+_REPORT_EVERY_S = 10.0
+_GENERIC = get_dialect("generic")
+_RETRY_LATER_BODY = json.dumps(
+    {"status": "ERROR", "code": "RETRY_LATER", "message": "capture cannot write; retry later"}
+).encode()
+
+
+def _loud(message: str) -> None:
+    """Errors go straight to stderr: mitmproxy's own log goes to stdout and -q hides it."""
+    print(f"rgs-shadow capture: {message}", file=sys.stderr, flush=True)
+
+
+def client_addr(peername: Any) -> str | None:
+    """``host:port``, ``[v6host]:port`` for IPv6 (whose peername is a 4-tuple)."""
+    if not peername:
+        return None
+    host, port = str(peername[0]), peername[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def aggregator_of(path: str) -> str | None:
+    """The ``{aggregator}`` of ``/rgs/{aggregator}`` (query string ignored), else None."""
+    parts = path.split("?", 1)[0].split("/")
+    if len(parts) >= 3 and parts[0] == "" and parts[1] == "rgs" and parts[2]:
+        return parts[2]
+    return None
+
+
+class CaptureAddon:
+    """Options, lifecycle and the two capture hooks (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.settings: CaptureSettings | None = None
+        self.capture_dir: Path | None = None
+        self.writer: SpoolWriter | None = None
+        self.compactor: Compactor | None = None
+        self.tracker = DuplicateTracker(0)
+        self.redactor = Redactor(b"")
+        self.dialects: dict[str, Dialect] = {}
+        self.failing = False
+        self.failed_records = 0
+        self._last_report = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        defaults = CaptureSettings()
+        add = loader.add_option
+        add("capture_dir", str, "", "Capture directory (Parquet dataset root). Required.")
+        add("capture_config", str, "", "rgs-shadow TOML config: aggregators and [capture].")
+        add("capture_body_cap", int, defaults.body_cap_bytes, "Bytes of each body kept.")
+        add("capture_segment_seconds", int, defaults.segment_seconds, "Spool segment max age.")
+        add("capture_segment_bytes", int, defaults.segment_bytes, "Spool segment max size.")
+        add(
+            "capture_on_write_failure",
+            str,
+            defaults.on_write_failure,
+            "When the spool cannot be written: pass traffic unrecorded, or stop it (503).",
+            choices=["pass", "stop"],
+        )
+        add("capture_redact_headers", Sequence[str], [], "Headers replaced by a keyed hash.")
+        add("capture_redact_body_fields", Sequence[str], [], "JSON body fields to redact.")
+        add("capture_redact_key_env", str, defaults.redact_key_env, "Env var of the hash key.")
+        add("capture_proxy_id", str, "", "Name of this proxy (default: the host name).")
+        add(
+            "capture_duplicate_window_hours",
+            int,
+            defaults.duplicate_window_hours,
+            "How long a transaction_id is remembered for network_duplicate.",
+        )
+        add("capture_merge_seconds", int, defaults.merge_interval_seconds, "Merge interval.")
+        add("capture_fsync_ms", int, defaults.fsync_interval_ms, "Spool fsync interval, 0: off.")
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & ({"capture_dir", "capture_config"} | set(OPTION_OF.values())):
+            return
+        if not ctx.options.capture_dir:
+            # Not an OptionsError: mitmproxy re-runs configure with the previous
+            # values after a rejected change, and those may lack the directory
+            # too.  running() reports it, which makes mitmdump exit at start-up.
+            self._stop()
+            return
+        try:
+            config = load_config(ctx.options.capture_config or None)
+            explicit = {
+                name: getattr(ctx.options, name)
+                for name in OPTION_OF.values()
+                if getattr(ctx.options, name) != ctx.options.default(name)
+            }
+            settings = resolve_settings(config.sections.get("capture", {}), explicit)
+            redactor = Redactor(
+                settings.redact_key(), settings.redact_headers, settings.redact_body_fields
+            )
+        except ConfigError as exc:
+            raise _options_error(str(exc)) from None
+        self._stop()
+        self.settings, self.redactor = settings, redactor
+        self.dialects = {name: agg.dialect for name, agg in config.aggregators.items()}
+        self._start(Path(ctx.options.capture_dir))
+
+    def running(self) -> None:
+        if self.writer is None:
+            logging.getLogger(__name__).error(
+                "capture_dir: required (--set capture_dir=DIR); nothing is being captured"
+            )
+
+    def done(self) -> None:
+        self._stop()
+
+    def _start(self, capture_dir: Path) -> None:
+        """Lock the spool, recover what a previous run left, rebuild the seen ids, go."""
+        settings = self.settings
+        assert settings is not None
+        writer = SpoolWriter(
+            capture_dir / SPOOL_DIRNAME,
+            settings.proxy_id,
+            settings.segment_bytes,
+            settings.segment_seconds,
+        )
+        try:
+            writer.acquire()
+            compactor = Compactor(
+                capture_dir,
+                writer,
+                report_error=lambda m: _loud(f"ERROR: {m}"),
+                report_info=_loud,
+                fsync_seconds=settings.fsync_interval_ms / 1000,
+                merge_seconds=settings.merge_interval_seconds,
+                merge_grace_seconds=max(600.0, 2.0 * settings.segment_seconds),
+            )
+            compactor.recover()
+            tracker = DuplicateTracker(settings.duplicate_window_hours)
+            tracker.load(capture_dir)
+        except SpoolLockedError as exc:
+            raise _options_error(str(exc)) from None
+        except OSError as exc:
+            writer.release()
+            raise _options_error(f"capture_dir: cannot use {capture_dir}: {exc}") from None
+        self.capture_dir, self.writer, self.compactor, self.tracker = (
+            capture_dir,
+            writer,
+            compactor,
+            tracker,
+        )
+        compactor.start()
+
+    def _stop(self) -> None:
+        """Drain: publish the open segment and compact every segment left."""
+        if self.compactor is not None:
+            self.compactor.stop()
+            self.compactor = None
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """With ``on_write_failure=stop`` and a failing spool, refuse before the wallet sees it."""
+        if self.failing and self.settings is not None and self.settings.on_write_failure == "stop":
+            flow.metadata[_REFUSED] = True
+            flow.response = http.Response.make(
+                503,
+                _RETRY_LATER_BODY,
+                {"content-type": "application/json", "retry-after": "1"},
+            )
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._capture(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._capture(flow)
+
+    def _capture(self, flow: http.HTTPFlow) -> None:
+        """Append the flow's record; every failure is reported, none is raised."""
+        writer = self.writer
+        if writer is None or flow.metadata.get(_CAPTURED):
+            return
+        flow.metadata[_CAPTURED] = True
+        try:
+            payload = encode_record(self.record_of(flow))
+        except Exception as exc:  # noqa: BLE001 - never raise into mitmproxy
+            _loud(f"ERROR: could not build the capture record of {flow.id}: {exc!r}")
+            return
+        try:
+            writer.append(payload)
+        except OSError as exc:
+            self._write_failed(exc, flow)
+            return
+        if self.failing:
+            self.failing = False
+            _loud(f"capture spool writable again after {self.failed_records} lost record(s)")
+            self.failed_records = 0
+
+    def _write_failed(self, exc: OSError, flow: http.HTTPFlow) -> None:
+        self.failed_records += 1
+        stop = self.settings is not None and self.settings.on_write_failure == "stop"
+        now = time.monotonic()
+        if not self.failing or now - self._last_report >= _REPORT_EVERY_S:
+            consequence = (
+                "answering 503 RETRY_LATER until it can write (capture_on_write_failure=stop)"
+                if stop
+                else "traffic keeps flowing UNRECORDED (capture_on_write_failure=pass)"
+            )
+            _loud(
+                f"ERROR: cannot write the capture spool in {self.capture_dir}: {exc}; "
+                f"{self.failed_records} record(s) lost so far; {consequence}"
+            )
+            self._last_report = now
+        self.failing = True
+        if stop and flow.response is not None and not flow.metadata.get(_REFUSED):
+            flow.response = http.Response.make(
+                503, _RETRY_LATER_BODY, {"content-type": "application/json", "retry-after": "1"}
+            )
+
+    # -- the record ------------------------------------------------------------------
+
+    def record_of(self, flow: http.HTTPFlow) -> CaptureRecord:
+        """Copy what the contract's columns need out of a finished flow."""
+        settings = self.settings
+        assert settings is not None
+        cap, redactor = settings.body_cap_bytes, self.redactor
+        req = flow.request
+        started = req.timestamp_start
+        aggregator = aggregator_of(req.path)
+        raw_request = req.raw_content
+        txid, event = self._identify(aggregator, raw_request)
+        resp = flow.response
+        if flow.metadata.get(_REFUSED):
+            error: str | None = "capture spool not writable: answered 503 without forwarding"
+        else:
+            error = flow.error.msg if flow.error is not None else None
+        if resp is not None:
+            ended = resp.timestamp_end or resp.timestamp_start or time.time()
+        elif flow.error is not None:
+            ended = flow.error.timestamp
+        else:
+            ended = time.time()
+        raw_response = resp.raw_content if resp is not None else None
+        return CaptureRecord(
+            capture_id=flow.id,
+            captured_at=int(started * 1_000_000),
+            client_addr=client_addr(flow.client_conn.peername),
+            method=req.method,
+            path=req.path,
+            aggregator=aggregator,
+            request_headers=redactor.redact_headers(_pairs(req.headers)),
+            request_body=_cap(redactor.redact_body(raw_request), cap),
+            response_status=resp.status_code if resp is not None else None,
+            response_headers=(
+                redactor.redact_headers(_pairs(resp.headers)) if resp is not None else None
+            ),
+            response_body=_cap(redactor.redact_body(raw_response), cap),
+            latency_ms=max(0.0, (ended - started) * 1000.0),
+            error=error,
+            transaction_id=redactor.redact_value("transaction_id", txid),
+            event=event,
+            network_duplicate=self.tracker.seen(aggregator, txid, int(started * 1_000_000)),
+            request_body_length=len(raw_request) if raw_request is not None else None,
+            response_body_length=len(raw_response) if raw_response is not None else None,
+            proxy_id=settings.proxy_id,
+        )
+
+    def _identify(
+        self, aggregator: str | None, body: bytes | None
+    ) -> tuple[str | None, str | None]:
+        if not body:
+            return None, None
+        dialect = self.dialects.get(aggregator, _GENERIC) if aggregator else _GENERIC
+        try:
+            return dialect.identify(body)
+        except Exception:  # noqa: BLE001 - identify promises not to raise; belt and braces
+            return None, None
+
+
+def _options_error(message: str) -> Exception:
+    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
+
+
+def _pairs(headers: http.Headers) -> tuple[tuple[str, str], ...]:
+    """Header pairs as text; undecodable bytes become U+FFFD (Arrow strings must be UTF-8)."""
+    return tuple(
+        (name.decode("utf-8", "replace"), value.decode("utf-8", "replace"))
+        for name, value in headers.fields
+    )
+
+
+def _cap(body: bytes | None, cap: int) -> bytes | None:
+    if body is None:
+        return None
+    return body if len(body) <= cap else body[:cap]
+
+
+addons = [CaptureAddon()]

@@ -1,0 +1,134 @@
+"""One captured exchange as the spool stores it, and the step from records to Arrow.
+
+The addon's hooks must cost microseconds, so a record is a flat tuple of plain
+values in :data:`~shadow.capture_schema.CAPTURE_COLUMNS` order, serialised with
+:mod:`marshal` (about 1 µs, and unlike pickle it never runs code while loading a
+file found on disk).  Headers stay as ``(name, value)`` pairs in the record and
+become JSON only in the compactor thread, off the proxy's event loop.
+
+Header JSON format (the ``request_headers``/``response_headers`` columns): one
+JSON object, names lower-cased, a repeated header's values joined with ``", "``
+(RFC 9110 section 5.3).  Lower-case names let replay hand the object straight to
+``Dialect.verify``, which looks up ``x-rgs-signature``.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from .capture_schema import CAPTURE_COLUMNS, CAPTURE_SCHEMA
+
+__all__ = [
+    "RECORD_VERSION",
+    "CaptureRecord",
+    "decode_record",
+    "encode_record",
+    "headers_json",
+    "hour_key",
+    "partition_of",
+    "records_to_table",
+]
+
+#: First element of every serialised tuple; bump when the tuple layout changes.
+RECORD_VERSION = 1
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRecord:
+    """The values of one row, in the order of the contract's columns."""
+
+    capture_id: str
+    captured_at: int  # microseconds since the epoch, UTC
+    client_addr: str | None
+    method: str | None
+    path: str | None
+    aggregator: str | None
+    request_headers: Headers
+    request_body: bytes | None
+    response_status: int | None
+    response_headers: Headers | None
+    response_body: bytes | None
+    latency_ms: float | None
+    error: str | None
+    transaction_id: str | None
+    event: str | None
+    network_duplicate: bool
+    request_body_length: int | None
+    response_body_length: int | None
+    proxy_id: str | None
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+
+_FIELDS: tuple[str, ...] = CaptureRecord.__slots__
+_HEADER_COLUMNS = frozenset({"request_headers", "response_headers"})
+
+
+def encode_record(record: CaptureRecord) -> bytes:
+    """Serialise for the spool; raises ValueError only for values marshal cannot hold."""
+    return marshal.dumps((RECORD_VERSION, *record.as_tuple()))
+
+
+def decode_record(payload: bytes) -> CaptureRecord:
+    """The record of one spool payload; ValueError when it is not one of ours."""
+    try:
+        values = marshal.loads(payload)
+    except (EOFError, TypeError) as exc:
+        raise ValueError(f"undecodable spool record: {exc}") from None
+    if not isinstance(values, tuple) or not values or values[0] != RECORD_VERSION:
+        raise ValueError("spool record of an unknown version")
+    body = values[1:]
+    if len(body) != len(_FIELDS):
+        raise ValueError(f"spool record has {len(body)} fields, expected {len(_FIELDS)}")
+    return CaptureRecord(*body)
+
+
+def headers_json(headers: Iterable[tuple[str, str]] | None) -> str | None:
+    """The column form of a header list (see the module docstring)."""
+    if headers is None:
+        return None
+    merged: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return json.dumps(merged, ensure_ascii=False, separators=(",", ":"))
+
+
+def hour_key(captured_at: int) -> int:
+    """Hours since the epoch: the grouping key of one ``date=/hour=`` partition."""
+    return captured_at // 3_600_000_000
+
+
+def partition_of(hour: int) -> tuple[str, str]:
+    """``(date, hour)`` partition values (UTC) for an :func:`hour_key`."""
+    moment = datetime.fromtimestamp(hour * 3600, tz=UTC)
+    return moment.strftime("%Y-%m-%d"), moment.strftime("%H")
+
+
+def records_to_table(records: Sequence[CaptureRecord]) -> pa.Table:
+    """An Arrow table in :data:`CAPTURE_SCHEMA`; columns the record lacks are null."""
+    columns: dict[str, list[Any]] = {name: [] for name in CAPTURE_COLUMNS}
+    for record in records:
+        for name in _FIELDS:
+            value = getattr(record, name)
+            if name in _HEADER_COLUMNS:
+                value = headers_json(value)
+            columns[name].append(value)
+    arrays = []
+    for field in CAPTURE_SCHEMA:
+        values = columns[field.name] if field.name in _FIELDS else [None] * len(records)
+        if field.name == "captured_at":
+            arrays.append(pa.array(values, type=pa.int64()).cast(field.type))
+        else:
+            arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=CAPTURE_SCHEMA)
