@@ -19,12 +19,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from compare.divergence import DIVERGENCE_SCHEMA
 from replay.decision_schema import DECISION_SCHEMA
-from shadow.capture_schema import CAPTURE_SCHEMA, PARTITIONING_SCHEMA
+from shadow import dataset as shadow_dataset
+from shadow.capture_schema import CAPTURE_SCHEMA
 from wallet_core.errors import InputError
 
 __all__ = ["Sources", "load_sources", "read_captures"]
@@ -98,21 +98,15 @@ def load_sources(directory: Path) -> Sources:
 
 
 def read_captures(capture_dir: Path, capture_ids: Collection[str]) -> pa.Table:
-    """The capture rows with the given ids, as a table of :data:`CAPTURE_SCHEMA`.
+    """The capture rows with the given ids, in :data:`CAPTURE_SCHEMA` columns.
 
-    The one place the reports touch capture files, so it can switch to the shared
-    capture reader (``shadow.dataset``) when that exists.  Files starting with ``.``
-    or ``_`` are still being written (PROTOCOL.md section 3) and are skipped.
+    The one place the reports touch capture files; it goes through the shared reader
+    (``shadow.dataset``), which skips files still being written and merged-away sources.
     """
-    dataset = ds.dataset(
-        capture_dir,
-        format="parquet",
-        schema=CAPTURE_SCHEMA,
-        partitioning=ds.partitioning(PARTITIONING_SCHEMA, flavor="hive"),
-        ignore_prefixes=[".", "_"],
-    )
     wanted = pa.array(sorted(capture_ids), pa.string())
-    return dataset.to_table(filter=pc.field("capture_id").isin(wanted))
+    return shadow_dataset.read_captures(
+        capture_dir, columns=list(CAPTURE_SCHEMA.names), filter=pc.field("capture_id").isin(wanted)
+    )
 
 
 def _read_divergences(path: Path) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import typer
 
 from wallet_core.errors import ShadowError
 
-from . import cli_store
+from . import cli_report, cli_store
 
 __all__ = ["app", "main"]
 
@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli_store.register(app)
+cli_report.register(app)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
