@@ -1,7 +1,7 @@
 """The tamper-evident audit chain: each row's hash covers the previous row's hash.
 
-The hash input is a length-prefixed encoding of every field, so no choice of
-field contents can make two different rows encode alike.  :func:`verify_chain`
+The hash input is an injective encoding of every field (see :func:`chain_hash`),
+so no choice of field contents can make two different rows encode alike.  :func:`verify_chain`
 walks the rows in sequence order and reports the first one that does not fit:
 an edited field, a deleted row (a gap, or a broken link) and two swapped rows
 all break either the sequence or the link.
@@ -20,17 +20,14 @@ __all__ = ["GENESIS", "ChainBreak", "chain_hash", "verify_chain"]
 GENESIS = b"\x00" * 32
 
 
-def _field(value: object) -> bytes:
-    if value is None:
-        return b"\xff\xff\xff\xff"
-    data = value if isinstance(value, bytes) else str(value).encode()
-    return len(data).to_bytes(4, "big") + data
-
-
 def chain_hash(prev_hash: bytes, seq: int, entry: AuditEntry) -> bytes:
-    """The hash of row ``seq`` holding ``entry`` after a row hashed ``prev_hash``."""
-    h = hashlib.sha256(prev_hash)
-    for value in (
+    """The hash of row ``seq`` holding ``entry`` after a row hashed ``prev_hash``.
+
+    The row is encoded as the ``repr`` of a tuple of str, bytes, int and None:
+    CPython's repr of these types is fixed and quotes every string, so the
+    encoding is injective (no two rows encode alike) and costs one C call.
+    """
+    fields = (
         seq,
         entry.at_us,
         entry.aggregator,
@@ -43,9 +40,8 @@ def chain_hash(prev_hash: bytes, seq: int, entry: AuditEntry) -> bytes:
         entry.currency,
         entry.amount_minor,
         entry.balance_after,
-    ):
-        h.update(_field(value))
-    return h.digest()
+    )
+    return hashlib.sha256(prev_hash + repr(fields).encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,9 @@ from .store.base import AuditEntry, LedgerEntry, RoundRow, SessionRow, Store, St
 __all__ = ["Result", "WalletCore", "fingerprint"]
 
 log = logging.getLogger(__name__)
+# Built once: json.dumps with options builds a new encoder on every call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_HEADERS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
 _FALLBACK_DIALECT = GenericDialect()
 
 
@@ -470,9 +473,7 @@ class WalletCore:
                 at_us=now_us,
                 aggregator=aggregator,
                 kind="callback",
-                headers=json.dumps(dict(sorted(headers.items())), ensure_ascii=False)
-                if not oversized
-                else "{}",
+                headers=_HEADERS_JSON(dict(headers)) if not oversized else "{}",
                 request=body if not oversized else b"",
                 decision=_decision_json(decision, self.mode),
                 response=sent.body,
@@ -495,7 +496,7 @@ def _amount(cb: Callback) -> int:
 
 
 def _decision_json(decision: Decision, mode: Mode) -> str:
-    return json.dumps(
+    return _COMPACT_JSON(
         {
             "outcome": decision.outcome.value,
             "code": decision.code.value,
@@ -503,10 +504,8 @@ def _decision_json(decision: Decision, mode: Mode) -> str:
             "event": decision.event,
             "transaction_id": decision.transaction_id,
             "mode": mode.value,
-            "flags": list(decision.flags),
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
+            "flags": decision.flags,
+        }
     )
 
 

@@ -221,5 +221,8 @@ def _balance_text(decision: Decision, currencies: CurrencyTable) -> str | None:
     return format_amount(decision.balance_after, currencies.exponent(decision.currency))
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _dumps(doc: dict[str, str]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(doc).encode()

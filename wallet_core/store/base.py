@@ -39,6 +39,17 @@ class SessionRow:
     last_seen_us: int
     closed_us: int | None = None
 
+    def clone(self) -> SessionRow:
+        return SessionRow(
+            self.session_id,
+            self.aggregator,
+            self.player_id,
+            self.currency,
+            self.opened_us,
+            self.last_seen_us,
+            self.closed_us,
+        )
+
 
 @dataclass(slots=True)
 class TxnRow:
@@ -64,6 +75,24 @@ class TxnRow:
     applied: bool
     refunded_by: str | None = None
 
+    def clone(self) -> TxnRow:
+        return TxnRow(
+            self.aggregator,
+            self.transaction_id,
+            self.event,
+            self.fingerprint,
+            self.code,
+            self.status,
+            self.body,
+            self.balance_after,
+            self.player_id,
+            self.currency,
+            self.amount_minor,
+            self.round_id,
+            self.applied,
+            self.refunded_by,
+        )
+
 
 @dataclass(slots=True)
 class RoundRow:
@@ -75,6 +104,18 @@ class RoundRow:
     win_total: int = 0
     refund_total: int = 0
     settled_us: int | None = None
+
+    def clone(self) -> RoundRow:
+        return RoundRow(
+            self.aggregator,
+            self.round_id,
+            self.player_id,
+            self.currency,
+            self.bet_total,
+            self.win_total,
+            self.refund_total,
+            self.settled_us,
+        )
 
 
 @dataclass(frozen=True, slots=True)

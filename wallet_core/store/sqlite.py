@@ -4,10 +4,11 @@ Two durability modes:
 
 * ``live``: WAL, ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` transaction per
   callback, committed before the answer leaves.
-* ``replay``: the ledger is disposable, so callbacks are grouped: one outer
-  transaction holds up to ``group_size`` callbacks, each inside its own
-  ``SAVEPOINT`` (so a failing callback still leaves nothing behind), with
-  ``synchronous=OFF`` and an exclusive lock.
+* ``replay``: the ledger is a disposable scratch file owned by one process, so
+  the working state lives in memory (:mod:`.buffer`) and reaches SQLite every
+  ``group_size`` callbacks in one transaction, with ``synchronous=OFF`` and an
+  exclusive lock.  Each callback is still all-or-nothing (an overlay that only a
+  finished callback merges); a crash loses at most the unflushed group.
 
 One connection serves all threads, behind a lock whose wait is bounded: a
 request that cannot get it in time gets :class:`StoreBusy` (RETRY_LATER).
@@ -32,8 +33,10 @@ from .base import (
     LedgerEntry,
     RoundRow,
     SessionRow,
+    StoreTx,
     TxnRow,
 )
+from .buffer import BufferedTx, WriteBuffer
 from .schema import SQLITE_MIGRATIONS
 
 __all__ = ["SqliteStore"]
@@ -44,9 +47,8 @@ Durability = Literal["live", "replay"]
 class _SqliteTx:
     """The operations of one transaction; instances are reused, state lives in SQLite."""
 
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-        self._x = store._conn.execute
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._x = conn.execute
 
     def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
         row = self._x(
@@ -218,13 +220,10 @@ class _SqliteTx:
         )
 
     def append_audit(self, entry: AuditEntry) -> int:
-        store = self._store
-        head = store._audit_head
-        if head is None:
-            row = self._x("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            head = (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
-        seq = head[0] + 1
-        digest = chain_hash(head[1], seq, entry)
+        row = self._x("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        prev_seq, prev_hash = (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+        seq = prev_seq + 1
+        digest = chain_hash(prev_hash, seq, entry)
         self._x(
             "INSERT INTO audit (seq, at_us, aggregator, kind, headers, request, decision, response,"
             " player_id, currency, amount_minor, balance_after, prev_hash, hash)"
@@ -242,12 +241,10 @@ class _SqliteTx:
                 entry.currency,
                 entry.amount_minor,
                 entry.balance_after,
-                head[1],
+                prev_hash,
                 digest,
             ),
         )
-        if store._cache_head:
-            store._audit_head = (seq, digest)
         return seq
 
     def adjustment_done(self, reference: str) -> int | None:
@@ -292,8 +289,6 @@ class SqliteStore:
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from None
-        self._cache_head = durability == "replay"
-        self._audit_head: tuple[int, bytes] | None = None
         self._in_group = 0
         x = self._conn.execute
         try:
@@ -315,7 +310,9 @@ class SqliteStore:
         except sqlite3.Error as exc:
             self._conn.close()
             raise StorageError(f"cannot use SQLite database {self.path}: {exc}") from None
-        self._tx = _SqliteTx(self)
+        self._tx = _SqliteTx(self._conn)
+        self._buffer = WriteBuffer(self._conn) if durability == "replay" else None
+        self._buffered_tx = BufferedTx(self._buffer) if self._buffer is not None else None
 
     # -- schema -----------------------------------------------------------------------------
     def _has_tables(self) -> bool:
@@ -357,68 +354,65 @@ class SqliteStore:
 
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[_SqliteTx]:
+    def transaction(self) -> Iterator[StoreTx]:
         if not self._lock.acquire(timeout=self._lock_timeout):
             raise StoreBusy("the wallet is busy: lock wait exceeded")
         try:
-            yield from self._run_transaction()
+            if self._buffer is not None and self._buffered_tx is not None:
+                yield from self._buffered_transaction(self._buffer, self._buffered_tx)
+            else:
+                yield from self._sql_transaction()
         finally:
             self._lock.release()
 
-    def _run_transaction(self) -> Iterator[_SqliteTx]:
+    def _sql_transaction(self) -> Iterator[StoreTx]:
         x = self._conn.execute
-        grouped = self._group_size > 1
         try:
-            if grouped:
-                if self._in_group == 0:
-                    x("BEGIN IMMEDIATE")
-                x("SAVEPOINT callback")
-            else:
-                x("BEGIN IMMEDIATE")
+            x("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise _storage_error(exc) from None
         try:
             yield self._tx
-        except sqlite3.Error as exc:
-            self._rollback(grouped)
-            raise _storage_error(exc) from None
-        except BaseException:
-            self._rollback(grouped)
+        except BaseException as exc:
+            try:
+                x("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_error(exc) from None
             raise
         try:
-            if grouped:
-                x("RELEASE callback")
-                self._in_group += 1
-                if self._in_group >= self._group_size:
-                    self._in_group = 0
-                    x("COMMIT")
-            else:
-                x("COMMIT")
+            x("COMMIT")
         except sqlite3.Error as exc:
-            self._audit_head = None
-            self._in_group = 0
             try:
                 x("ROLLBACK")
             except sqlite3.Error:
                 pass
             raise _storage_error(exc) from None
 
-    def _rollback(self, grouped: bool) -> None:
-        self._audit_head = None
+    def _buffered_transaction(self, buffer: WriteBuffer, tx: BufferedTx) -> Iterator[StoreTx]:
+        tx.reset()
         try:
-            if grouped:
-                self._conn.execute("ROLLBACK TO callback")
-                self._conn.execute("RELEASE callback")
-            else:
-                self._conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
+            yield tx
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from None
+        buffer.merge(tx)
+        self._in_group += 1
+        if self._in_group >= self._group_size:
+            self._flush_buffer(buffer)
+
+    def _flush_buffer(self, buffer: WriteBuffer) -> None:
+        self._in_group = 0
+        try:
+            buffer.flush()
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from None
 
     def flush(self) -> None:
-        with self._lock:
-            if self._in_group:
-                self._in_group = 0
-                self._conn.execute("COMMIT")
+        """Write grouped callbacks out (replay durability); a no-op in live durability."""
+        if self._buffer is not None:
+            with self._lock:
+                self._flush_buffer(self._buffer)
 
     # -- whole-store reads ------------------------------------------------------------------
     def get_mode(self) -> str | None:
@@ -426,7 +420,8 @@ class SqliteStore:
         return None if row is None else str(row[0])
 
     def set_mode(self, mode: str) -> None:
-        with self.transaction():
+        self.flush()
+        with self._lock:
             self._conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('mode', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -434,6 +429,7 @@ class SqliteStore:
             )
 
     def audit_rows(self) -> Iterator[AuditRow]:
+        self.flush()
         cursor = self._conn.execute(
             "SELECT seq, at_us, aggregator, kind, headers, request, decision, response, player_id,"
             " currency, amount_minor, balance_after, prev_hash, hash FROM audit ORDER BY seq"
@@ -445,10 +441,12 @@ class SqliteStore:
             yield AuditRow(int(r[0]), entry, _blob(r[12]), _blob(r[13]))
 
     def balances(self) -> dict[tuple[str, str], int]:
+        self.flush()
         rows = self._conn.execute("SELECT player_id, currency, balance FROM accounts")
         return {(p, c): int(b) for p, c, b in rows}
 
     def ledger_sums(self) -> dict[tuple[str, str], int]:
+        self.flush()
         rows = self._conn.execute(
             "SELECT player_id, currency, sum(amount_minor) FROM ledger GROUP BY player_id, currency"
         )
@@ -456,6 +454,7 @@ class SqliteStore:
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run one statement outside the engine (tests, maintenance); returns all rows."""
+        self.flush()
         with self._lock:
             return list(self._conn.execute(sql, params))
 

@@ -1,0 +1,347 @@
+"""Write-behind state for replay durability: the ledger in memory, flushed in groups.
+
+A replay ledger is a scratch file owned by one process (SQLite's exclusive lock),
+so the wallet's working state can live in dictionaries and reach SQLite in
+batches (``executemany`` every ``group_size`` callbacks).  Atomicity per callback
+is kept with an overlay: a callback's reads see its own writes first, its writes
+go to the overlay, and only a callback that finishes merges its overlay into the
+shared state and the pending batch.  A callback that fails simply drops its
+overlay, exactly as a rolled-back transaction would.
+
+Rows handed to the engine are copies, because the engine mutates rows before
+writing them back and a failed callback must not leave a mutated row behind.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from wallet_core.audit import GENESIS, chain_hash
+
+from .base import AuditEntry, LedgerEntry, RoundRow, SessionRow, TxnRow
+
+__all__ = ["BufferedTx", "WriteBuffer"]
+
+_MISSING: Any = object()
+
+_UPSERTS = {
+    "accounts": "INSERT OR REPLACE INTO accounts (player_id, currency, balance) VALUES (?,?,?)",
+    "sessions": "INSERT OR REPLACE INTO sessions (session_id, aggregator, player_id, currency,"
+    " opened_us, last_seen_us, closed_us) VALUES (?,?,?,?,?,?,?)",
+    "rounds": "INSERT OR REPLACE INTO rounds (aggregator, round_id, player_id, currency,"
+    " bet_total, win_total, refund_total, settled_us) VALUES (?,?,?,?,?,?,?,?)",
+    "txns": "INSERT OR REPLACE INTO txns (aggregator, transaction_id, event, fingerprint, code,"
+    " status, body, balance_after, player_id, currency, amount_minor, round_id, applied,"
+    " refunded_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    "players": "INSERT OR REPLACE INTO players (player_id, blocked) VALUES (?,?)",
+    "adjustments": "INSERT OR REPLACE INTO adjustments (reference, balance_after) VALUES (?,?)",
+}
+_TABLES = tuple(_UPSERTS)
+
+
+def _row_values(table: str, key: Any, value: Any) -> tuple[Any, ...]:
+    if table == "accounts":
+        return (*key, value)
+    if table == "players":
+        return (key, int(value))
+    if table == "adjustments":
+        return (key, value)
+    if table == "sessions":
+        s: SessionRow = value
+        return (
+            s.session_id,
+            s.aggregator,
+            s.player_id,
+            s.currency,
+            s.opened_us,
+            s.last_seen_us,
+            s.closed_us,
+        )
+    if table == "rounds":
+        r: RoundRow = value
+        return (
+            r.aggregator,
+            r.round_id,
+            r.player_id,
+            r.currency,
+            r.bet_total,
+            r.win_total,
+            r.refund_total,
+            r.settled_us,
+        )
+    t: TxnRow = value
+    return (
+        t.aggregator,
+        t.transaction_id,
+        t.event,
+        t.fingerprint,
+        t.code,
+        t.status,
+        t.body,
+        t.balance_after,
+        t.player_id,
+        t.currency,
+        t.amount_minor,
+        t.round_id,
+        int(t.applied),
+        t.refunded_by,
+    )
+
+
+class WriteBuffer:
+    """Cached state, pending writes, and the audit head of one replay store."""
+
+    def __init__(self, conn: sqlite3.Connection, max_cached: int = 500_000) -> None:
+        self.conn = conn
+        self.max_cached = max_cached
+        self.cache: dict[str, dict[Any, Any]] = {t: {} for t in _TABLES}
+        self.pending: dict[str, dict[Any, Any]] = {t: {} for t in _TABLES}
+        self.ledger: list[tuple[Any, ...]] = []
+        self.audit: list[tuple[Any, ...]] = []
+        self.head: tuple[int, bytes] | None = None
+        #: Tables whose cache holds every row (they were empty at open and never evicted),
+        #: so a miss means "absent" without asking SQLite.
+        self.complete = {t for t in _TABLES if self._empty(t)}
+
+    def _empty(self, table: str) -> bool:
+        return self.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
+
+    def load(self, table: str, key: Any) -> Any:
+        """The committed value of ``key`` (None when absent), from cache or SQLite."""
+        cached = self.cache[table].get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached
+        if table in self.complete:
+            return None
+        value = self._query(table, key)
+        self.cache[table][key] = value
+        return value
+
+    def _query(self, table: str, key: Any) -> Any:
+        x = self.conn.execute
+        if table == "accounts":
+            row = x("SELECT balance FROM accounts WHERE player_id=? AND currency=?", key).fetchone()
+            return None if row is None else int(row[0])
+        if table == "players":
+            row = x("SELECT blocked FROM players WHERE player_id=?", (key,)).fetchone()
+            return bool(row and row[0])
+        if table == "adjustments":
+            row = x("SELECT balance_after FROM adjustments WHERE reference=?", (key,)).fetchone()
+            return None if row is None else int(row[0])
+        if table == "sessions":
+            row = x(
+                "SELECT aggregator, player_id, currency, opened_us, last_seen_us, closed_us"
+                " FROM sessions WHERE session_id=?",
+                (key,),
+            ).fetchone()
+            return None if row is None else SessionRow(key, *row)
+        if table == "rounds":
+            row = x(
+                "SELECT player_id, currency, bet_total, win_total, refund_total, settled_us"
+                " FROM rounds WHERE aggregator=? AND round_id=?",
+                key,
+            ).fetchone()
+            return None if row is None else RoundRow(*key, *row)
+        row = x(
+            "SELECT event, fingerprint, code, status, body, balance_after, player_id,"
+            " currency, amount_minor, round_id, applied, refunded_by FROM txns"
+            " WHERE aggregator=? AND transaction_id=?",
+            key,
+        ).fetchone()
+        if row is None:
+            return None
+        aggregator, transaction_id = key
+        return TxnRow(
+            aggregator,
+            transaction_id,
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            bool(row[10]),
+            row[11],
+        )
+
+    def audit_head(self) -> tuple[int, bytes]:
+        if self.head is None:
+            row = self.conn.execute(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            self.head = (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+        return self.head
+
+    def merge(self, tx: BufferedTx) -> None:
+        for table, writes in tx.over.items():
+            if writes:
+                self.cache[table].update(writes)
+                self.pending[table].update(writes)
+        self.ledger.extend(tx.ledger)
+        self.audit.extend(tx.audit)
+        if tx.head is not None:
+            self.head = tx.head
+
+    def flush(self) -> None:
+        """Write every pending change in one SQLite transaction (the caller holds the lock)."""
+        if not (self.ledger or self.audit or any(self.pending.values())):
+            return
+        x = self.conn.execute
+        x("BEGIN IMMEDIATE")
+        try:
+            for table in _TABLES:
+                rows = self.pending[table]
+                if rows:
+                    self.conn.executemany(
+                        _UPSERTS[table], [_row_values(table, k, v) for k, v in rows.items()]
+                    )
+            if self.ledger:
+                self.conn.executemany(
+                    "INSERT INTO ledger (at_us, aggregator, transaction_id, kind, player_id,"
+                    " currency, amount_minor, balance_after) VALUES (?,?,?,?,?,?,?,?)",
+                    self.ledger,
+                )
+            if self.audit:
+                self.conn.executemany(
+                    "INSERT INTO audit (seq, at_us, aggregator, kind, headers, request, decision,"
+                    " response, player_id, currency, amount_minor, balance_after, prev_hash, hash)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    self.audit,
+                )
+            x("COMMIT")
+        except BaseException:
+            x("ROLLBACK")
+            self.forget()
+            raise
+        for rows in self.pending.values():
+            rows.clear()
+        self.ledger.clear()
+        self.audit.clear()
+        if any(len(c) > self.max_cached for c in self.cache.values()):
+            for cache in self.cache.values():
+                cache.clear()
+            self.complete.clear()
+
+    def forget(self) -> None:
+        """Drop everything unflushed and every cache (after a failed flush)."""
+        for table in _TABLES:
+            self.pending[table].clear()
+            self.cache[table].clear()
+        self.complete.clear()
+        self.ledger.clear()
+        self.audit.clear()
+        self.head = None
+
+
+class BufferedTx:
+    """The StoreTx of one callback in replay durability: an overlay over the buffer."""
+
+    def __init__(self, buffer: WriteBuffer) -> None:
+        self.buffer = buffer
+        self.over: dict[str, dict[Any, Any]] = {t: {} for t in _TABLES}
+        self.ledger: list[tuple[Any, ...]] = []
+        self.audit: list[tuple[Any, ...]] = []
+        self.head: tuple[int, bytes] | None = None
+
+    def reset(self) -> None:
+        for writes in self.over.values():
+            writes.clear()
+        self.ledger.clear()
+        self.audit.clear()
+        self.head = None
+
+    def _get(self, table: str, key: Any) -> Any:
+        value = self.over[table].get(key, _MISSING)
+        if value is _MISSING:
+            value = self.buffer.load(table, key)
+        return value
+
+    def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
+        row = self._get("txns", (aggregator, transaction_id))
+        return None if row is None else row.clone()
+
+    def put_txn(self, row: TxnRow, *, new: bool) -> None:
+        self.over["txns"][(row.aggregator, row.transaction_id)] = row
+
+    def get_session(self, session_id: str) -> SessionRow | None:
+        row = self._get("sessions", session_id)
+        return None if row is None else row.clone()
+
+    def put_session(self, row: SessionRow, *, new: bool) -> None:
+        self.over["sessions"][row.session_id] = row.clone()
+
+    def player_blocked(self, player_id: str) -> bool:
+        return bool(self._get("players", player_id))
+
+    def set_player_blocked(self, player_id: str, blocked: bool) -> None:
+        self.over["players"][player_id] = blocked
+
+    def get_balance(self, player_id: str, currency: str) -> int | None:
+        value: int | None = self._get("accounts", (player_id, currency))
+        return value
+
+    def move(self, player_id: str, currency: str, delta: int) -> int | None:
+        current = self._get("accounts", (player_id, currency))
+        after = (current or 0) + delta
+        if after < 0:
+            return None
+        self.over["accounts"][(player_id, currency)] = after
+        return after
+
+    def get_round(self, aggregator: str, round_id: str) -> RoundRow | None:
+        row = self._get("rounds", (aggregator, round_id))
+        return None if row is None else row.clone()
+
+    def put_round(self, row: RoundRow, *, new: bool) -> None:
+        self.over["rounds"][(row.aggregator, row.round_id)] = row.clone()
+
+    def add_ledger(self, entry: LedgerEntry) -> None:
+        self.ledger.append(
+            (
+                entry.at_us,
+                entry.aggregator,
+                entry.transaction_id,
+                entry.kind,
+                entry.player_id,
+                entry.currency,
+                entry.amount_minor,
+                entry.balance_after,
+            )
+        )
+
+    def append_audit(self, entry: AuditEntry) -> int:
+        prev_seq, prev_hash = self.head or self.buffer.audit_head()
+        seq = prev_seq + 1
+        digest = chain_hash(prev_hash, seq, entry)
+        self.audit.append(
+            (
+                seq,
+                entry.at_us,
+                entry.aggregator,
+                entry.kind,
+                entry.headers,
+                entry.request,
+                entry.decision,
+                entry.response,
+                entry.player_id,
+                entry.currency,
+                entry.amount_minor,
+                entry.balance_after,
+                prev_hash,
+                digest,
+            )
+        )
+        self.head = (seq, digest)
+        return seq
+
+    def adjustment_done(self, reference: str) -> int | None:
+        value: int | None = self._get("adjustments", reference)
+        return value
+
+    def record_adjustment(self, reference: str, balance_after: int) -> None:
+        self.over["adjustments"][reference] = balance_after
