@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli_store.register(app)
+cli_serve.register(app)
 cli_report.register(app)
 
 

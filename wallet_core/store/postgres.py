@@ -99,6 +99,11 @@ class PostgresStore:
             name="rgs-shadow",
         )
         try:
+            # One direct attempt first: a clear one-line error now, not pool retries and warnings.
+            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout_s))).close()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to {_safe(url)}: {_first_line(exc)}") from None
+        try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except (PoolTimeout, psycopg.Error) as exc:
             self._pool.close(timeout=0)
