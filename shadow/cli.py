@@ -13,7 +13,7 @@ import typer
 
 from wallet_core.errors import ShadowError
 
-from . import cli_report, cli_store
+from . import cli_report, cli_serve, cli_store
 
 __all__ = ["app", "main"]
 
