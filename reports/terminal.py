@@ -90,9 +90,10 @@ class VerdictLine:
         line = Text(verdict.headline, style=style)
         line.append(verdict.text[len(verdict.headline) :])
         yield line
-        span = f"captured {self.report.first or '?'} to {self.report.last or '?'}"
+        r = self.report
         yield Text(
-            f"{span}; compared {self.report.generated_at or '?'}; from {self.report.source}/",
+            f"{r.source}/: captured {r.first or '?'} to {r.last or '?'}, "
+            f"compared {r.generated_at or '?'}",
             style="" if _plain(console) else "dim",
         )
 
