@@ -3,7 +3,8 @@
 A :class:`Divergence` names one kind of disagreement about one transaction, the
 money at risk in minor units of ``currency``, what each side said, and the
 capture ids that prove it.  :data:`DIVERGENCE_SCHEMA` is their Parquet form,
-read by the reports.
+read by the reports.  :data:`KIND_ORDER` is the order files are sorted in (the
+protocol's table order, extensions last), so a report can rely on it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-__all__ = ["DIVERGENCE_SCHEMA", "Divergence", "Kind"]
+__all__ = ["DIVERGENCE_SCHEMA", "KIND_ORDER", "Divergence", "Kind"]
 
 
 class Kind(StrEnum):
@@ -25,6 +26,9 @@ class Kind(StrEnum):
     DOUBLE_APPLIED = "DOUBLE_APPLIED"
     LIVE_RESPONSE_MISMATCH = "LIVE_RESPONSE_MISMATCH"
     SLOW_RESPONSE = "SLOW_RESPONSE"
+    #: Extension: a callback first seen later than the retry window after the export
+    #: settled it (or after its round closed).  Inside the window lateness is normal.
+    LATE_CALLBACK = "LATE_CALLBACK"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +66,6 @@ DIVERGENCE_SCHEMA = pa.schema(
         pa.field("at", pa.timestamp("us", tz="UTC")),
     ]
 )
+
+#: Sort rank of each kind in written files.
+KIND_ORDER: dict[str, int] = {kind.value: rank for rank, kind in enumerate(Kind)}

@@ -1,0 +1,472 @@
+"""The diff engine: wallet decisions against the settlement export (PROTOCOL.md section 5).
+
+Both sides are reduced to integer key codes (one shared dictionary of
+transaction ids, refund references included) and per-key counts built with
+``np.bincount``; every rule is then a boolean mask over keys.  Only the few
+flagged keys become Python objects.  This is what makes ten million decisions
+a matter of seconds (``bench/compare.py``), where a DataFrame merge per rule
+would copy every string column again for each kind.
+
+Money semantics, decided once here:
+
+* the wallet *moved money* for a key when one of its rows is APPLIED, OK, a bet,
+  win or refund with a positive amount, and not flagged ``no_money_moved``;
+* a bet the export CANCELLED and its refund are judged as a pair that must net
+  to zero in the wallet too: bet applied and refunded, or a tombstone (refund
+  first, bet never applied) both match; a kept bet is one STATUS_MISMATCH
+  carrying the money, and the refund's own shortfall is folded into it;
+* export rows settled outside the captured period, and wallet movements after
+  the export's last row, are *pending* (counted in the summary), not missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from wallet_core.money import CurrencyTable, format_amount
+
+from .divergence import Divergence, Kind
+from .live import RowFinding, live_findings
+from .options import CompareOptions
+from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, encode, mask
+from .settlement import Settlement
+
+__all__ = ["DiffResult", "diff"]
+
+_EXPORT_EVENTS = ("bet", "win", "refund")
+_SETTLED, _DECLINED, _CANCELLED = 0, 1, 2
+
+
+@dataclass(slots=True)
+class DiffResult:
+    divergences: list[Divergence]
+    coverage: dict[str, int]
+    notes: dict[str, int] = field(default_factory=dict)
+    currencies: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Finding:
+    kind: Kind
+    key: int
+    risk: int
+    detail: str
+    currency_from_export: bool = False
+
+
+class _Sides:
+    """Per-key facts of both sides; arrays are indexed by key code."""
+
+    def __init__(self, rows: Rows, export: pa.Table, by_round: bool) -> None:
+        money = rows.money()
+        self.rows, self.by_round = rows, by_round
+        self.money_idx = np.flatnonzero(money)
+        wtx = rows.column("transaction_id").take(pa.array(self.money_idx))
+        if by_round:
+            ev = rows.event[self.money_idx]
+            half = np.where(ev == WIN, ":win", ":bet")
+            wtx = pc.binary_join_element_wise(
+                rows.column("round_id").take(pa.array(self.money_idx)), pa.array(half), ""
+            )
+        wref = rows.column("ref_transaction_id").take(pa.array(self.money_idx))
+        (wk, ek, wrk, erk), self.keys = encode(
+            wtx, export.column("transaction_id"), wref, export.column("ref_transaction_id")
+        )
+        self.n = k = len(self.keys)
+        self.wk, self.wrk, self.erk = wk, wrk, erk
+        ev = rows.event[self.money_idx]
+        amount = rows.amount[self.money_idx]
+        moved = rows.moved()[self.money_idx]
+        ok = rows.ok[self.money_idx]
+        self.recv = np.bincount(wk, minlength=k)
+        self.okc = np.bincount(wk[ok], minlength=k)
+        self.movedc = np.bincount(wk[moved], minlength=k)
+        order = np.argsort(wk, kind="stable")
+        uniq, first = np.unique(wk[order], return_index=True)
+        self.first = np.full(k, -1, np.int64)
+        self.first[uniq] = self.money_idx[order[first]]
+        safe = np.maximum(self.first, 0)
+        self.w_amount = rows.amount[safe]
+        self.w_captured = np.where(self.first >= 0, rows.captured[safe], NO_TIME)
+        if by_round:  # a round's net bet (refunds subtract) and its total win
+            signed = np.where(ev == REFUND, -amount, amount) * moved
+            self.w_amount = np.bincount(wk, weights=signed, minlength=k).astype(np.int64)
+            self.movedc = (self.w_amount != 0).astype(np.int64)
+        refunds = (ev == REFUND) & (wrk >= 0)
+        self.refund_moved = np.bincount(wrk[refunds & moved], minlength=k)
+        self.in_w = self.recv > 0
+        self.erow = np.full(k, -1, np.int64)
+        self.erow[ek] = np.arange(len(ek))
+        self.in_e = self.erow >= 0
+        e = np.maximum(self.erow, 0)
+        self.e_amount = export.column("amount_minor").to_numpy()[e]
+        self.e_status = _codes(export.column("status"), ("SETTLED", "DECLINED", "CANCELLED"))[e]
+        self.e_event = _codes(export.column("event"), _EXPORT_EVENTS)[e]
+        settled = pc.fill_null(export.column("settled_at").cast(pa.int64()), NO_TIME)
+        self.e_settled = np.asarray(settled.to_numpy(), np.int64)[e]
+        (wc, ec), _ = encode(rows.column("currency"), export.column("currency"))
+        self.w_cur = np.where(self.first >= 0, wc[safe], -1)
+        self.e_cur = ec[e]
+        ref_of = np.full(k, -1, np.int64)
+        ref_of[ek] = erk
+        self.e_ref = ref_of
+
+
+def _codes(column: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> np.ndarray:
+    index = pc.index_in(column, value_set=pa.array(values))
+    return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int64)
+
+
+def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> list[_Finding]:
+    """Every rule that needs both sides, as masks over keys."""
+    out: list[_Finding] = []
+    in_w, in_e, ok = s.in_w, s.in_e, s.okc > 0
+    moved = s.movedc > 0
+    st, ev, amt = s.e_status, s.e_event, s.e_amount
+    settled = in_e & (st == _SETTLED)
+    cancelled_bet = in_e & (ev == BET) & (st == _CANCELLED)
+    # A refund bound to a bet the export cancelled is judged with that bet.
+    ref = np.maximum(s.e_ref, 0)
+    bound = in_e & (ev == REFUND) & (s.e_ref >= 0) & cancelled_bet[ref]
+    pair_bad = cancelled_bet & (moved != (s.refund_moved > 0))
+    bound_pair_bad = bound & pair_bad[ref]
+    rows = s.rows
+    first_cap = rows.captured[rows.captured != NO_TIME]
+    lo, hi = (first_cap.min(), first_cap.max()) if len(first_cap) else (NO_TIME, NO_TIME)
+    outside = in_e & (s.e_settled != NO_TIME) & ((s.e_settled < lo) | (s.e_settled > hi))
+    ex_times = s.e_settled[in_e & (s.e_settled != NO_TIME)]
+    e_lo, e_hi = (ex_times.min(), ex_times.max()) if len(ex_times) else (NO_TIME, NO_TIME)
+    w_outside = (
+        in_w
+        & (s.w_captured != NO_TIME)
+        & (ex_times.size > 0)
+        & ((s.w_captured < e_lo) | (s.w_captured > e_hi))
+    )
+
+    def add(
+        kind: Kind,
+        where: np.ndarray,
+        risk: np.ndarray | int,
+        detail: str,
+        from_export: bool = False,
+    ) -> None:
+        risks = np.broadcast_to(np.asarray(risk, np.int64), where.shape)
+        for key in np.flatnonzero(where):
+            out.append(_Finding(kind, int(key), int(risks[key]), detail, from_export))
+
+    missing = ~in_w & (settled | cancelled_bet) & (amt > 0)
+    notes["pending_in_wallet"] = int((missing & outside).sum())
+    missing &= ~outside & ~bound_pair_bad
+    net_zero = cancelled_bet | bound
+    add(
+        Kind.MISSING_IN_WALLET,
+        missing & ~net_zero,
+        amt,
+        "the export settled it; the wallet never received it",
+        True,
+    )
+    add(
+        Kind.MISSING_IN_WALLET,
+        missing & net_zero,
+        0,
+        "cancelled in the export (nets to zero); the wallet never received it",
+        True,
+    )
+    extra = in_w & ~in_e & moved
+    notes["pending_in_export"] = int((extra & w_outside).sum())
+    add(
+        Kind.MISSING_IN_EXPORT,
+        extra & ~w_outside,
+        s.w_amount * np.maximum(s.movedc, 1),
+        "the wallet moved money; the export does not have it",
+    )
+    both = in_w & in_e
+    cur_bad = both & (s.w_cur >= 0) & (s.w_cur != s.e_cur)
+    at_stake = settled | moved | cancelled_bet
+    add(Kind.CURRENCY_MISMATCH, cur_bad, np.where(at_stake, amt, 0), "the currencies differ", True)
+    amt_bad = both & ~cur_bad & (s.w_amount != amt)
+    add(
+        Kind.AMOUNT_MISMATCH,
+        amt_bad,
+        np.where(at_stake, np.abs(s.w_amount - amt), 0),
+        "the amounts differ",
+    )
+    # Refused what the export settled; accepted without moving what it settled.
+    tomb_ok = (ev == REFUND) & ~in_e[ref] | (s.e_ref < 0) & (ev == REFUND)
+    refused = both & settled & ~bound & ~ok
+    add(Kind.STATUS_MISMATCH, refused, amt, "the wallet refused what the export settled", True)
+    idle = both & settled & ~bound & ok & ~moved & (amt > 0) & ~tomb_ok & ~cur_bad & ~amt_bad
+    add(
+        Kind.STATUS_MISMATCH,
+        idle,
+        amt,
+        "the wallet accepted it but moved no money; the export settled it",
+        True,
+    )
+    add(
+        Kind.STATUS_MISMATCH,
+        both & bound & ~ok & ~bound_pair_bad,
+        0,
+        "the wallet refused a refund the export settled (its bet was never applied)",
+        True,
+    )
+    declined = both & in_e & ((st == _DECLINED) | (st == _CANCELLED) & (ev != BET)) & moved
+    add(
+        Kind.STATUS_MISMATCH,
+        declined,
+        s.w_amount * s.movedc,
+        "the wallet applied what the export declined",
+    )
+    kept = pair_bad & moved
+    add(
+        Kind.STATUS_MISMATCH,
+        kept,
+        s.w_amount,
+        "the wallet kept a bet the export cancelled (no refund moved it back)",
+    )
+    add(
+        Kind.STATUS_MISMATCH,
+        pair_bad & ~moved,
+        s.refund_moved * amt,
+        "the wallet refunded a bet it never took; the export cancelled it",
+        True,
+    )
+    late = both & (s.w_captured != NO_TIME) & (s.e_settled != NO_TIME)
+    delay = s.w_captured - s.e_settled
+    notes["late_within_window"] = int((late & (delay > 0) & (delay <= opts.retry_window_us)).sum())
+    add(
+        Kind.LATE_CALLBACK,
+        late & (delay > opts.retry_window_us),
+        0,
+        "first received after the export settled it, beyond the retry window",
+    )
+    return out
+
+
+def _wallet_doubles(rows: Rows) -> list[tuple[int, int, int]]:
+    """(first row, rows that moved money, amount) of every id the wallet moved twice."""
+    moved_idx = np.flatnonzero(rows.moved())
+    (codes,), _ = encode(rows.column("transaction_id").take(pa.array(moved_idx)))
+    counts = np.bincount(codes) if len(codes) else np.zeros(0, np.int64)
+    out = []
+    for key in np.flatnonzero(counts > 1):
+        first = int(moved_idx[np.flatnonzero(codes == key)[0]])
+        out.append((first, int(counts[key]), int(rows.amount[first])))
+    return out
+
+
+def _round_late(rows: Rows, opts: CompareOptions) -> tuple[np.ndarray, int]:
+    """Rows flagged ``late`` that came more than the retry window after their round settled."""
+    late_idx = np.flatnonzero(rows.late & (rows.captured != NO_TIME))
+    if not len(late_idx):
+        return late_idx, 0
+    settles = np.flatnonzero((rows.event == SETTLE) & rows.ok & (rows.captured != NO_TIME))
+    (rc, lc), _ = encode(
+        rows.column("round_id").take(pa.array(settles)),
+        rows.column("round_id").take(pa.array(late_idx)),
+    )
+    closed = np.full(max(int(rc.max(initial=-1)), int(lc.max(initial=-1))) + 2, NO_TIME)
+    order = np.argsort(rows.captured[settles])[::-1]
+    closed[rc[order]] = rows.captured[settles][order]
+    when = closed[lc]
+    beyond = (when != NO_TIME) & (rows.captured[late_idx] - when > opts.retry_window_us)
+    return late_idx[beyond], int((~beyond).sum())
+
+
+def diff(
+    decisions: pa.Table,
+    settlement: Settlement | None,
+    currencies: CurrencyTable,
+    opts: CompareOptions | None = None,
+) -> DiffResult:
+    """Every divergence between ``decisions`` and ``settlement`` (None: live checks only)."""
+    opts = opts or CompareOptions()
+    rows = Rows.of(decisions)
+    export = settlement.table if settlement is not None else _empty_export()
+    by_round = settlement is not None and settlement.granularity == "round"
+    sides = _Sides(rows, export, by_round)
+    notes: dict[str, int] = {}
+    findings = _export_rules(sides, opts, notes) if settlement is not None else []
+    mk = _Maker(rows, sides, export, currencies)
+    out = mk.make_all(findings)
+    row_findings = [
+        RowFinding(
+            Kind.DOUBLE_APPLIED,
+            first,
+            amount * (count - 1),
+            f"the wallet's decisions moved money {count} times",
+            wallet=f"moved money {count}x",
+        )
+        for first, count, amount in _wallet_doubles(rows)
+    ]
+    beyond, within = _round_late(rows, opts)
+    notes["late_within_window"] = notes.get("late_within_window", 0) + within
+    row_findings += [
+        RowFinding(
+            Kind.LATE_CALLBACK,
+            int(row),
+            0,
+            "arrived after its round closed, beyond the retry window",
+        )
+        for row in beyond
+    ]
+    live, live_notes = live_findings(rows, opts)
+    out.extend(mk.from_rows(row_findings + live))
+    notes.update(live_notes)
+    both = sides.in_w & sides.in_e
+    coverage = {
+        "captured": rows.n,
+        "decided": rows.n,
+        "matched": int(both.sum()),
+        "unmatched_wallet": int((sides.in_w & ~sides.in_e).sum()),
+        "unmatched_export": int((~sides.in_w & sides.in_e).sum()),
+    }
+    seen = set(pc.unique(rows.column("currency")).drop_null().to_pylist())
+    seen |= set(pc.unique(export.column("currency")).drop_null().to_pylist())
+    return DiffResult(out, coverage, notes, seen)
+
+
+def _empty_export() -> pa.Table:
+    from .settlement import EXPORT_SCHEMA
+
+    return EXPORT_SCHEMA.empty_table()
+
+
+class _Maker:
+    """Turns findings into :class:`Divergence` values: texts, evidence, the time."""
+
+    def __init__(
+        self, rows: Rows, sides: _Sides, export: pa.Table, currencies: CurrencyTable
+    ) -> None:
+        self.rows, self.s, self.export, self.currencies = rows, sides, export, currencies
+
+    def money(self, minor: int, currency: str | None) -> str:
+        if currency is None or currency not in self.currencies:
+            return f"{minor} minor units"
+        return f"{format_amount(minor, self.currencies.exponent(currency))} {currency}"
+
+    def row_text(self, row: int) -> str:
+        get = self.rows.cell
+        return (
+            f"{get('event', row)} {self.money(int(self.rows.amount[row]), get('currency', row))}: "
+            f"{get('outcome', row)} {get('code', row)}"
+        )
+
+    def _key_evidence(self, findings: list[_Finding]) -> dict[int, tuple[str, ...]]:
+        """Capture ids per finding key in one pass (refunds naming a bet count for it)."""
+        s = self.s
+        keys = np.unique(np.array([f.key for f in findings], np.int64))
+        hit = np.isin(s.wk, keys)
+        by_ref = np.isin(s.wrk, keys)
+        rows = np.concatenate([s.money_idx[hit], s.money_idx[by_ref]])
+        owner = np.concatenate([s.wk[hit], s.wrk[by_ref]])
+        ids = self.rows.strings("capture_id", rows)
+        out: dict[int, list[str]] = {}
+        for key, cid in zip(owner.tolist(), ids, strict=True):
+            if cid is not None and cid not in out.setdefault(key, []):
+                out[key].append(cid)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def make_all(self, findings: list[_Finding]) -> list[Divergence]:
+        if not findings:
+            return []
+        evidence = self._key_evidence(findings)
+        return [self.make(f, evidence.get(f.key, ())) for f in findings]
+
+    def make(self, f: _Finding, capture_ids: tuple[str, ...]) -> Divergence:
+        s, key = self.s, f.key
+        erow = int(s.erow[key])
+        exp = self.export.slice(erow, 1).to_pylist()[0] if erow >= 0 else None
+        first = int(s.first[key])
+        if first >= 0:
+            t = self.rows.table
+            info = {
+                n: t.column(n)[first].as_py()
+                for n in ("round_id", "player_id", "currency", "event")
+            }
+            label = "round total" if s.by_round else self.row_text(first)
+            wallet = f"{label}; {int(s.recv[key])} callback(s), moved money {int(s.movedc[key])}x"
+            if s.by_round:
+                wallet = (
+                    f"{info['event']} {self.money(int(s.w_amount[key]), info['currency'])} "
+                    + wallet
+                )
+        else:
+            info, wallet = {}, "not received"
+        export_text = "absent"
+        if exp is not None:
+            export_text = (
+                f"{exp['status']} {exp['event']} "
+                f"{self.money(exp['amount_minor'], exp['currency'])} "
+                f"(line {exp['line']})"
+            )
+        currency = info.get("currency") or (exp or {}).get("currency")
+        if f.currency_from_export and exp is not None:
+            currency = exp["currency"]
+        at = int(s.w_captured[key]) if s.w_captured[key] != NO_TIME else None
+        if at is None and exp is not None and exp["settled_at"] is not None:
+            at = int(
+                pa.scalar(exp["settled_at"], pa.timestamp("us", tz="UTC")).cast(pa.int64()).as_py()
+            )
+        return Divergence(
+            kind=f.kind,
+            transaction_id=str(s.keys[key].as_py()),
+            round_id=info.get("round_id") or (exp or {}).get("round_id"),
+            player_id=info.get("player_id") or (exp or {}).get("player_id"),
+            currency=currency,
+            amount_at_risk_minor=f.risk,
+            wallet_says=wallet,
+            export_says=export_text,
+            capture_ids=capture_ids,
+            event=info.get("event") or (exp or {}).get("event"),
+            detail=f.detail,
+            at_us=at,
+        )
+
+    def from_rows(self, findings: list[RowFinding]) -> list[Divergence]:
+        """Divergences anchored on rows; evidence: every capture of the same transaction."""
+        if not findings:
+            return []
+        t = self.rows.table
+        wanted = [f.row for f in findings if f.capture_ids is None]
+        txids = pc.unique(
+            pc.drop_null(t.column("transaction_id").take(pa.array(wanted, pa.int64())))
+        )
+        same = np.flatnonzero(mask(pc.is_in(t.column("transaction_id"), value_set=txids)))
+        by_tx: dict[str, list[str]] = {}
+        tx_of = self.rows.strings("transaction_id", same)
+        for txid, cid in zip(tx_of, self.rows.strings("capture_id", same), strict=True):
+            if txid is not None and cid is not None:
+                by_tx.setdefault(txid, []).append(cid)
+        return [self.from_row(f, by_tx) for f in findings]
+
+    def from_row(self, f: RowFinding, by_tx: dict[str, list[str]]) -> Divergence:
+        row = f.row
+
+        def get(name: str) -> Any:
+            return self.rows.cell(name, row)
+
+        txid = get("transaction_id")
+        ids = f.capture_ids
+        if ids is None:
+            ids = tuple(by_tx.get(txid, ())) if txid is not None else ()
+        at = int(self.rows.captured[row])
+        return Divergence(
+            kind=f.kind,
+            transaction_id=txid,
+            round_id=get("round_id"),
+            player_id=get("player_id"),
+            currency=get("currency"),
+            amount_at_risk_minor=f.risk,
+            wallet_says=self.row_text(row) + (f"; {f.wallet}" if f.wallet else ""),
+            live_says=f.live,
+            capture_ids=ids or (get("capture_id"),),
+            event=get("event"),
+            detail=f.detail,
+            at_us=None if at == NO_TIME else at,
+        )
