@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 with warnings.catch_warnings():  # Starlette 1.x prefers httpx2; httpx is what we ship
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from wallet_core import Mode, OperatorApi, WalletConfig, WalletCore
