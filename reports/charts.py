@@ -8,7 +8,7 @@ the SVG passes through :func:`markupsafe.escape`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
@@ -57,13 +57,7 @@ def stacked_bars(
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
-    for frac in (0.0, 0.5, 1.0):
-        y = _TOP + plot_h * (1 - frac)
-        parts.append(f'<line class="grid" x1="{_LEFT}" y1="{y:.1f}" x2="{_W - 10}" y2="{y:.1f}"/>')
-        parts.append(
-            f'<text class="tick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{escape(fmt(int(top * frac)))}</text>"
-        )
+    parts += _axis(top, plot_h, fmt)
     for i in range(n):
         x, base = _LEFT + i * step, float(_TOP + plot_h)
         for kind, counts in values.items():
@@ -86,6 +80,19 @@ def stacked_bars(
     return Markup("".join(parts))
 
 
+def _axis(top: int, plot_h: int, fmt: Callable[[int], str]) -> list[str]:
+    """Grid lines and labels at 0, half and the top, each value once (whole units only)."""
+    parts = []
+    for value in sorted({0, top // 2, top}):
+        y = _TOP + plot_h * (1 - value / top)
+        parts.append(f'<line class="grid" x1="{_LEFT}" y1="{y:.1f}" x2="{_W - 10}" y2="{y:.1f}"/>')
+        parts.append(
+            f'<text class="tick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{escape(fmt(value))}</text>"
+        )
+    return parts
+
+
 def latency_histogram(latency: Latency | None, slow_ms: int = 3000) -> Markup:
     """Answers per latency bucket, with a red line where the aggregator's patience ends."""
     if latency is None or not latency.histogram:
@@ -99,13 +106,7 @@ def latency_histogram(latency: Latency | None, slow_ms: int = 3000) -> Markup:
         f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" aria-label="{title}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{title}</title>'
     ]
-    for frac in (0.0, 0.5, 1.0):
-        y = _TOP + plot_h * (1 - frac)
-        parts.append(f'<line class="grid" x1="{_LEFT}" y1="{y:.1f}" x2="{_W - 10}" y2="{y:.1f}"/>')
-        parts.append(
-            f'<text class="tick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{int(top * frac)}</text>"
-        )
+    parts += _axis(top, plot_h, str)
     line_x: float | None = None
     previous = 0
     for i, (le, count) in enumerate(buckets):
