@@ -169,7 +169,7 @@ def test_an_interrupted_merge_is_finished_or_undone(tmp_path: Path) -> None:
     root, hour = _hour_with_files(tmp_path, 3)
     sources = sorted(p.name for p in hour.iterdir())
     merge_hour(hour)
-    [merged] = [p for p in hour.iterdir()]
+    [merged] = list(hour.iterdir())
     # Crash after the rename, before the sources were deleted: readers skip them.
     for name in sources:
         pq.write_table(pq.read_table(merged).slice(0, 1), hour / name)
