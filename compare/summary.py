@@ -69,7 +69,7 @@ def _latency(decisions: pa.Table, opts: CompareOptions) -> dict[str, Any]:
             "histogram": [],
         }
     p50, p95, p99 = (float(v) for v in np.percentile(values, [50, 95, 99]))
-    histogram = [
+    histogram: list[dict[str, int | None]] = [
         {"le_ms": edge, "count": int((values <= edge).sum())} for edge in HISTOGRAM_EDGES_MS
     ]
     histogram.append({"le_ms": None, "count": int(len(values))})
