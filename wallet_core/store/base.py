@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "AuditEntry",
     "AuditRow",
+    "HistoryRow",
+    "HistoryStore",
     "LedgerEntry",
     "RoundRow",
     "SessionRow",
@@ -155,6 +157,32 @@ class AuditRow:
     hash: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One decided callback as the store remembers it: what ``reconcile`` compares.
+
+    Built from the audit row of the callback (time, decision, amount, balance)
+    and the idempotency record of its transaction (round, and the bet a refund
+    reversed), so reconciliation needs no capture files.
+    """
+
+    seq: int
+    at_us: int
+    aggregator: str
+    event: str | None
+    transaction_id: str | None
+    outcome: str
+    code: str
+    player_id: str | None
+    currency: str | None
+    amount_minor: int | None
+    balance_after: int | None
+    round_id: str | None
+    ref_transaction_id: str | None
+    #: The decision's flags as a JSON list (``["late", "no_money_moved"]``).
+    flags: str
+
+
 class StoreTx(Protocol):
     def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
         """The record for this id, held for the rest of the transaction; None when new."""
@@ -220,3 +248,16 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class HistoryStore(Store, Protocol):
+    """A store that can replay its decided callbacks for ``rgs-shadow reconcile``.
+
+    Kept apart from :class:`Store` until every store implements it (SQLite does;
+    PostgreSQL must add the same read over ``audit`` joined with ``txns``).
+    """
+
+    def txn_history(self, since_us: int | None, until_us: int | None) -> Iterator[HistoryRow]:
+        """Every callback decided in ``[since_us, until_us)`` (None: unbounded), in audit order."""
+        ...

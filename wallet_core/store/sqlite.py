@@ -30,6 +30,7 @@ from .base import (
     SCHEMA_VERSION,
     AuditEntry,
     AuditRow,
+    HistoryRow,
     LedgerEntry,
     RoundRow,
     SessionRow,
@@ -451,6 +452,28 @@ class SqliteStore:
             "SELECT player_id, currency, sum(amount_minor) FROM ledger GROUP BY player_id, currency"
         )
         return {(p, c): int(s) for p, c, s in rows}
+
+    def txn_history(self, since_us: int | None, until_us: int | None) -> Iterator[HistoryRow]:
+        self.flush()
+        refs = dict(
+            self._conn.execute(
+                "SELECT refunded_by, transaction_id FROM txns WHERE refunded_by IS NOT NULL"
+            )
+        )
+        cursor = self._conn.execute(
+            "SELECT a.seq, a.at_us, a.aggregator, json_extract(a.decision, '$.event'),"
+            " json_extract(a.decision, '$.transaction_id'), json_extract(a.decision, '$.outcome'),"
+            " json_extract(a.decision, '$.code'), a.player_id, a.currency, a.amount_minor,"
+            " a.balance_after, t.round_id, coalesce(json_extract(a.decision, '$.flags'), '[]')"
+            " FROM audit a LEFT JOIN txns t ON t.aggregator = a.aggregator"
+            " AND t.transaction_id = json_extract(a.decision, '$.transaction_id')"
+            " WHERE a.kind = 'callback' AND a.at_us >= ? AND a.at_us < ? ORDER BY a.seq",
+            (-(2**63) if since_us is None else since_us, 2**63 - 1 if until_us is None else until_us),
+        )
+        for r in cursor:
+            ref = refs.get(r[4]) if r[3] == "refund" else None
+            yield HistoryRow(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                             r[10], r[11], ref, r[12])
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run one statement outside the engine (tests, maintenance); returns all rows."""
