@@ -205,16 +205,20 @@ class Scenario:
         self.settled(txid, "refund", amount, round_id=round_id, ref=bet)
         return row
 
-    def clean_day(self, rounds: int = 3) -> None:
-        """Ordinary traffic: bets, wins (one of zero), a settle, a balance call, a refund."""
+    def clean_day(self, rounds: int = 3, tag: str = "") -> None:
+        """Ordinary traffic: bets, wins (one of zero), a settle, a balance call, a refund.
+
+        ``tag`` prefixes every id, so a test can surround a planted fault with two
+        stretches of clean traffic.
+        """
         for i in range(rounds):
-            rid = f"r{i}"
-            self.bet(f"b{i}", 10_00 + i, round_id=rid)
-            self.win(f"w{i}", (i % 2) * 25_00, round_id=rid)
-            self.callback("settle", f"s{i}", None, round_id=rid)
+            rid = f"{tag}r{i}"
+            self.bet(f"{tag}b{i}", 10_00 + i, round_id=rid)
+            self.win(f"{tag}w{i}", (i % 2) * 25_00, round_id=rid)
+            self.callback("settle", f"{tag}s{i}", None, round_id=rid)
         self.callback("balance", None)
-        self.bet("bx", 5_00, round_id="rx", status="CANCELLED")
-        self.refund("rfx", "bx", 5_00, round_id="rx")
+        self.bet(f"{tag}bx", 5_00, round_id=f"{tag}rx", status="CANCELLED")
+        self.refund(f"{tag}rfx", f"{tag}bx", 5_00, round_id=f"{tag}rx")
 
     # -- files --------------------------------------------------------------------------------
     def table(self) -> pa.Table:
