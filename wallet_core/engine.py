@@ -167,6 +167,7 @@ class WalletCore:
             balance_after=balance,
             message=message,
             flags=tuple(flags),
+            ref_transaction_id=cb.ref_transaction_id,
         )
         dialect = agg.dialect
         live = dialect.render(decision, self.config.currencies)

@@ -105,6 +105,7 @@ class Decision:
     balance_after: int | None = None
     message: str = ""
     flags: tuple[str, ...] = field(default=())
+    ref_transaction_id: str | None = None
 
     @property
     def accepted(self) -> bool:

@@ -51,6 +51,10 @@ class Dialect(Protocol):
         """``(transaction_id, event)`` for capture indexing; never raises, never validates."""
         ...
 
+    def routing_key(self, body: bytes) -> tuple[str | None, str | None]:
+        """``(player_id, currency)`` for ordering and sharding; never raises, never validates."""
+        ...
+
     def render(self, decision: Decision, currencies: CurrencyTable) -> HttpResponse:
         """The exact answer for a decision (live mode)."""
         ...

@@ -150,6 +150,19 @@ class GenericDialect:
         txid, event = doc.get("transaction_id"), doc.get("event")
         return (txid if isinstance(txid, str) else None, event if isinstance(event, str) else None)
 
+    def routing_key(self, body: bytes) -> tuple[str | None, str | None]:
+        try:
+            doc = _loads(body)
+        except Exception:
+            return None, None
+        if not isinstance(doc, dict):
+            return None, None
+        player, currency = doc.get("player_id"), doc.get("currency")
+        return (
+            player if isinstance(player, str) else None,
+            currency if isinstance(currency, str) else None,
+        )
+
     def render(self, decision: Decision, currencies: CurrencyTable) -> HttpResponse:
         balance = _balance_text(decision, currencies)
         if decision.code is Code.OK:

@@ -1,0 +1,146 @@
+"""Stream a capture directory in captured order, one hour partition at a time.
+
+Memory stays bounded by the largest hour, not the whole week: the hour
+directories (``date=/hour=``) are listed first, pruned by ``--since``/``--until``,
+and each one is read, filtered (time, aggregator) and sorted by
+``captured_at`` then ``capture_id`` before the next is touched.  Because the
+partition is derived from ``captured_at``, hour-by-hour order is global order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from shadow.dataset import capture_files, open_captures
+from wallet_core.clock import from_us
+
+__all__ = ["Captured", "CaptureReader"]
+
+_COLUMNS = [
+    "capture_id",
+    "captured_at",
+    "aggregator",
+    "request_headers",
+    "request_body",
+    "response_status",
+    "response_body",
+    "latency_ms",
+    "error",
+    "network_duplicate",
+]
+
+
+@dataclass(slots=True)
+class Captured:
+    """One captured callback, as replay needs it (headers lower-cased)."""
+
+    capture_id: str
+    captured_at_us: int
+    aggregator: str
+    headers: dict[str, str]
+    body: bytes
+    response_status: int | None
+    response_body: bytes | None
+    latency_ms: float | None
+    error: str | None
+    network_duplicate: bool
+
+
+def _hour_of(path: Path, root: Path) -> tuple[str, str] | None:
+    parts = dict(p.split("=", 1) for p in path.relative_to(root).parts[:-1] if "=" in p)
+    if "date" in parts and "hour" in parts:
+        return parts["date"], parts["hour"]
+    return None
+
+
+def _headers(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {}
+    if isinstance(doc, dict):
+        return {str(k).lower(): str(v) for k, v in doc.items()}
+    if isinstance(doc, list):  # [[name, value], ...] keeps repeated headers
+        return {str(p[0]).lower(): str(p[1]) for p in doc if isinstance(p, list) and len(p) == 2}
+    return {}
+
+
+class CaptureReader:
+    """Iterates :class:`Captured` rows of ``capture_dir`` in order; see the module docstring."""
+
+    def __init__(
+        self,
+        capture_dir: str | Path,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        aggregator: str | None = None,
+    ) -> None:
+        self.root = Path(capture_dir)
+        self.since_us, self.until_us, self.aggregator = since_us, until_us, aggregator
+        files = capture_files(self.root)
+        hours = {h for h in (_hour_of(f, self.root) for f in files) if h is not None}
+        self.hours = sorted(h for h in hours if self._hour_wanted(*h))
+        self._dataset = open_captures(self.root) if files else None
+
+    def _hour_wanted(self, date: str, hour: str) -> bool:
+        start = f"{date}T{hour}"
+        if self.since_us is not None and start < from_us(self.since_us).strftime("%Y-%m-%dT%H"):
+            return False
+        return not (
+            self.until_us is not None and start > from_us(self.until_us).strftime("%Y-%m-%dT%H")
+        )
+
+    def _filter(self, date: str, hour: str) -> ds.Expression:
+        expr = (ds.field("date") == date) & (ds.field("hour") == hour)
+        if self.aggregator is not None:
+            expr &= ds.field("aggregator") == self.aggregator
+        stamp = pa.timestamp("us", tz="UTC")
+        if self.since_us is not None:
+            expr &= ds.field("captured_at") >= pa.scalar(self.since_us, stamp)
+        if self.until_us is not None:
+            expr &= ds.field("captured_at") < pa.scalar(self.until_us, stamp)
+        return expr
+
+    def count(self) -> int:
+        """Rows the iteration will yield (a cheap pass over metadata and filters)."""
+        if self._dataset is None:
+            return 0
+        return sum(self._dataset.count_rows(filter=self._filter(d, h)) for d, h in self.hours)
+
+    def tables(self) -> Iterator[pa.Table]:
+        """Each wanted hour as one sorted table."""
+        if self._dataset is None:
+            return
+        for date, hour in self.hours:
+            table = self._dataset.to_table(columns=_COLUMNS, filter=self._filter(date, hour))
+            if table.num_rows:
+                yield table.sort_by([("captured_at", "ascending"), ("capture_id", "ascending")])
+
+    def __iter__(self) -> Iterator[Captured]:
+        for table in self.tables():
+            cols = {name: table.column(name) for name in _COLUMNS}
+            stamps = pc.cast(cols["captured_at"], pa.int64()).to_pylist()
+            listed = {name: cols[name].to_pylist() for name in _COLUMNS if name != "captured_at"}
+            for i, at in enumerate(stamps):
+                yield Captured(
+                    listed["capture_id"][i],
+                    at,
+                    listed["aggregator"][i] or "",
+                    _headers(listed["request_headers"][i]),
+                    listed["request_body"][i] or b"",
+                    listed["response_status"][i],
+                    listed["response_body"][i],
+                    listed["latency_ms"][i],
+                    listed["error"][i],
+                    bool(listed["network_duplicate"][i]),
+                )
