@@ -100,6 +100,10 @@
       var on = b.getAttribute("data-sort") === state.sort;
       b.parentNode.setAttribute("aria-sort", on ? (state.dir > 0 ? "ascending" : "descending") : "none");
     });
+    if (!document.body.hasAttribute("data-rendered")) {
+      /* when the first rows showed, in ms since navigation: read by bench/report.py */
+      document.body.setAttribute("data-rendered-ms", String(Math.round(performance.now())));
+    }
     document.body.setAttribute("data-rendered", "1");
   }
 

@@ -111,7 +111,9 @@ def test_evidence_block_holds_captures_decisions_and_exports(report: Report) -> 
     assert SCRIPT_PAYLOAD in capture[4] and IMG_PAYLOAD in capture[4]
     assert ["authorization", "[redacted]"] in capture[3]
     assert ["code", "PLAYER_BLOCKED"] in evidence["decisions"]["c-0004"]
-    assert evidence["exports"]["tx-0020"][0][0] == ["transaction_id", "tx-0020"]
+    assert ["outcome", "REJECTED"] in evidence["decisions"]["c-0004"]
+    assert ["player_id", SCRIPT_PAYLOAD] not in evidence["decisions"]["c-0004"]  # in the capture
+    assert evidence["exports"]["tx-0020"][0][0] == ["round_id", "r-08"]
 
 
 def test_large_blocks_are_gzipped_and_decode_to_the_same_data(report: Report) -> None:
