@@ -1,0 +1,318 @@
+"""What the capture addon costs a mitmdump reverse proxy, measured in one run.
+
+    /work/venv/bin/python bench/capture.py [--seconds 4] [--rounds 2] [--connections 8]
+
+Why this shape: mitmproxy itself tops out near 1,000 requests/s on one core,
+and the addon must not lower that noticeably.  Machines drift (other load,
+CPU frequency), so every variant runs at the same time as the others, on its
+own port behind the same upstream, and the measurement rounds are interleaved
+(A B C D, A B C D, ...) under the same closed-loop load.  Variants:
+
+* ``direct``  - the upstream without a proxy (the latency floor);
+* ``none``    - mitmdump with no addon;
+* ``noop``    - mitmdump with an addon whose ``response`` hook does nothing;
+* ``w-file``  - mitmdump with ``-w`` (its own flow file);
+* ``capture`` - mitmdump with ``shadow/addon.py``.
+
+Everything runs on loopback and stops by itself (child processes are killed in
+``finally``; the upstream also exits after ``--max-lifetime`` seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ADDON = ROOT / "shadow" / "addon.py"
+MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
+ANSWER = b'{"status":"OK","balance":"90.00","currency":"EUR"}'
+NOOP_ADDON = "def response(flow):\n    pass\n"
+
+
+# -- upstream: a minimal keep-alive HTTP/1.1 server (its own process) ----------------
+
+
+async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER
+    )
+    try:
+        while True:
+            headers = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in headers.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            writer.write(head)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _upstream(port: int, lifetime: float) -> None:
+    server = await asyncio.start_server(_serve_one, "127.0.0.1", port, backlog=512)
+    async with server:
+        await asyncio.sleep(lifetime)
+
+
+# -- load: closed loop, N keep-alive connections --------------------------------------
+
+
+async def _client(port: int, deadline: float, latencies: list[float], tag: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    n = 0
+    try:
+        while time.perf_counter() < deadline:
+            n += 1
+            body = json.dumps(
+                {
+                    "event": "bet",
+                    "transaction_id": f"b{tag}-{n}-{time.time_ns()}",
+                    "session_id": "s",
+                    "player_id": "p",
+                    "currency": "EUR",
+                    "amount": "1.00",
+                }
+            ).encode()
+            request = (
+                b"POST /rgs/acme HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            start = time.perf_counter()
+            writer.write(request)
+            headers = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in headers.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+    finally:
+        writer.close()
+
+
+async def _load(port: int, seconds: float, connections: int, tag: int) -> list[float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(
+        *(_client(port, deadline, latencies, tag * 100 + i) for i in range(connections))
+    )
+    return latencies
+
+
+# -- orchestration --------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: a child exited early with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"bench: nothing listening on {port} after {timeout} s")
+
+
+def _mitmdump(port: int, upstream: int, extra: list[str]) -> list[str]:
+    return [
+        MITMDUMP,
+        "--mode",
+        f"reverse:http://127.0.0.1:{upstream}",
+        "--listen-host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-q",
+        "--set",
+        "flow_detail=0",
+        *extra,
+    ]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.5, help="per variant and round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--upstream-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--max-lifetime", type=float, default=300.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream_server:
+        asyncio.run(_upstream(args.upstream_server, args.max_lifetime))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="rgs-bench-"))
+    (work / "noop.py").write_text(NOOP_ADDON)
+    up = _free_port()
+    ports = {name: _free_port() for name in ("none", "noop", "w-file", "capture")}
+    extras = {
+        "none": [],
+        "noop": ["-s", str(work / "noop.py")],
+        "w-file": ["-w", str(work / "flows.mitm")],
+        "capture": [
+            "-s",
+            str(ADDON),
+            "--set",
+            f"capture_dir={work / 'captures'}",
+            "--set",
+            "capture_proxy_id=bench",
+        ],
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        upstream = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--upstream-server",
+                str(up),
+                "--max-lifetime",
+                str(args.max_lifetime),
+            ]
+        )
+        procs.append(upstream)
+        _wait_listening(up, upstream)
+        for name, port in ports.items():
+            proc = subprocess.Popen(_mitmdump(port, up, extras[name]))
+            procs.append(proc)
+            _wait_listening(port, proc)
+        targets = {"direct": up, **ports}
+        for port in targets.values():  # warm-up: imports, connection setup, JIT-free paths
+            asyncio.run(_load(port, 0.5, args.connections, 0))
+        samples: dict[str, list[float]] = {name: [] for name in targets}
+        elapsed: dict[str, float] = dict.fromkeys(targets, 0.0)
+        samples["direct"] = asyncio.run(_load(up, args.seconds, args.connections, 99))
+        elapsed["direct"] = args.seconds  # the floor: measured once
+        per_round: dict[str, list[float]] = {name: [] for name in ports}
+        for r in range(args.rounds):
+            for i, (name, port) in enumerate(ports.items()):
+                lat = asyncio.run(_load(port, args.seconds, args.connections, r * 10 + i))
+                samples[name] += lat
+                elapsed[name] += args.seconds
+                per_round[name].append(len(lat) / args.seconds)
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+    rows = {n: (len(s) / elapsed[n], _pct(s, 0.5), _pct(s, 0.99)) for n, s in samples.items()}
+    base = rows["none"][0]
+    print(
+        f"\ncapture benchmark: {args.connections} keep-alive connections, {args.rounds} x "
+        f"{args.seconds:g} s per variant, interleaved; nproc={os.cpu_count()}"
+    )
+    floor50, floor99 = rows["direct"][1], rows["direct"][2]
+    print(
+        f"{'variant':<9} {'req/s':>8} {'vs none':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'+p50 ms':>8} {'+p99 ms':>8}   (+: added over direct)"
+    )
+    for name, (rps, p50, p99) in rows.items():
+        print(
+            f"{name:<9} {rps:8.0f} {rps / base:8.1%} {p50:8.2f} {p99:8.2f} "
+            f"{p50 - floor50:8.2f} {p99 - floor99:8.2f}"
+        )
+    cost = 1 - rows["capture"][0] / base
+    print(
+        f"capture/none throughput ratio: {rows['capture'][0] / base:.3f} "
+        f"(cost {cost:.1%}); capture/noop: {rows['capture'][0] / rows['noop'][0]:.3f}; "
+        f"capture/w-file: {rows['capture'][0] / rows['w-file'][0]:.3f}"
+    )
+    ratios = [c / n for c, n in zip(per_round["capture"], per_round["none"], strict=True)]
+    noise = [c / n for c, n in zip(per_round["noop"], per_round["none"], strict=True)]
+    print(
+        f"per-round capture/none: {', '.join(f'{x:.3f}' for x in ratios)} "
+        f"(median {statistics.median(ratios):.3f}); noop/none, which should be 1: "
+        f"{', '.join(f'{x:.3f}' for x in noise)}"
+    )
+    print(f"hot path alone (encode one record + append to the spool): {_hot_path_us(work):.1f} us")
+    rows_captured = _count_captured(work / "captures")
+    print(
+        f"rows captured by the capture variant: {rows_captured} "
+        f"(sent to it: {len(samples['capture'])} + warm-up)"
+    )
+
+
+def _hot_path_us(work: Path, n: int = 20000) -> float:
+    """Microseconds per record of what the hooks do on disk, without mitmproxy around it."""
+    sys.path.insert(0, str(ROOT))
+    from shadow.capture_record import CaptureRecord, encode_record
+    from shadow.spool import SpoolWriter
+
+    body = b'{"event":"bet","transaction_id":"t-1","session_id":"s","amount":"1.00"}'
+    headers = (("content-type", "application/json"), ("x-rgs-signature", "sha256=" + "a" * 64))
+    writer = SpoolWriter(work / "hot" / "_spool", "hot", 64 << 20, 3600)
+    start = time.perf_counter()
+    for i in range(n):
+        record = CaptureRecord(
+            f"id-{i}",
+            time.time_ns() // 1000,
+            "127.0.0.1:5000",
+            "POST",
+            "/rgs/acme",
+            "acme",
+            headers,
+            body,
+            200,
+            headers[:1],
+            ANSWER,
+            1.0,
+            None,
+            f"t-{i}",
+            "bet",
+            False,
+            len(body),
+            len(ANSWER),
+            "hot",
+        )
+        writer.append(encode_record(record))
+    per = (time.perf_counter() - start) / n * 1e6
+    writer.close()
+    return per
+
+
+def _count_captured(capture_dir: Path) -> int:
+    sys.path.insert(0, str(ROOT))
+    from shadow.dataset import open_captures
+
+    return int(open_captures(capture_dir).count_rows())
+
+
+if __name__ == "__main__":
+    main()
