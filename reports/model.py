@@ -332,13 +332,16 @@ def _series(rows: tuple[Row, ...]) -> Series:
 
 
 def _latency(raw: Any) -> Latency | None:
+    """Latency from the summary; its histogram counts are cumulative (``le``, Prometheus
+    style, the last bucket every answer), the model keeps answers per bucket."""
     if not isinstance(raw, dict) or not raw.get("count"):
         return None
-    histogram = tuple(
-        (_int_or_none(b.get("le_ms")), int(b.get("count") or 0))
-        for b in raw.get("histogram") or ()
-        if isinstance(b, dict)
-    )
+    buckets = [b for b in raw.get("histogram") or () if isinstance(b, dict)]
+    histogram, below = [], 0
+    for bucket in buckets:
+        total = int(bucket.get("count") or 0)
+        histogram.append((_int_or_none(bucket.get("le_ms")), max(total - below, 0)))
+        below = max(below, total)
     return Latency(
         int(raw["count"]),
         _float(raw.get("p50")),
@@ -346,7 +349,7 @@ def _latency(raw: Any) -> Latency | None:
         _float(raw.get("p99")),
         _float(raw.get("max")),
         int(raw.get("over_3s") or 0),
-        histogram,
+        tuple(histogram),
     )
 
 

@@ -94,6 +94,25 @@ def test_latency_comes_from_the_summary(report: Report) -> None:
     assert sum(c for _, c in report.latency.histogram) == 20
 
 
+def test_cumulative_latency_histogram_becomes_answers_per_bucket(divergences_dir: Path) -> None:
+    summary = json.loads((divergences_dir / "summary.json").read_text())
+    assert summary["latency_ms"]["histogram"][-1] == {"le_ms": None, "count": 20}  # cumulative
+    latency = load_report(divergences_dir).latency
+    assert latency is not None
+    assert latency.histogram == (
+        (50, 1),
+        (100, 12),
+        (250, 3),
+        (500, 1),
+        (1000, 1),
+        (2000, 0),
+        (3000, 0),
+        (5000, 2),
+        (10000, 0),
+        (None, 0),
+    )
+
+
 def test_missing_evidence_becomes_notes_not_failures(divergences_dir: Path) -> None:
     root = divergences_dir.parent
     (root / "decisions.parquet").unlink()
