@@ -106,7 +106,7 @@ class PostgresStore:
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except (PoolTimeout, psycopg.Error) as exc:
-            self._pool.close(timeout=0)
+            self._pool.close(timeout=2)
             raise StorageError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from None
         try:
             version = self.schema_version()
@@ -124,7 +124,7 @@ class PostgresStore:
                     f"({SCHEMA_VERSION}): upgrade rgs-shadow"
                 )
         except BaseException:
-            self._pool.close(timeout=0)
+            self._pool.close(timeout=2)
             raise
 
     # -- schema -----------------------------------------------------------------------------
