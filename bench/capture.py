@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -267,6 +268,7 @@ def main() -> None:
         f"rows captured by the capture variant: {rows_captured} "
         f"(sent to it: {len(samples['capture'])} + warm-up)"
     )
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _hot_path_us(work: Path, n: int = 20000) -> float:
@@ -278,6 +280,7 @@ def _hot_path_us(work: Path, n: int = 20000) -> float:
     body = b'{"event":"bet","transaction_id":"t-1","session_id":"s","amount":"1.00"}'
     headers = (("content-type", "application/json"), ("x-rgs-signature", "sha256=" + "a" * 64))
     writer = SpoolWriter(work / "hot" / "_spool", "hot", 64 << 20, 3600)
+    writer.acquire()
     start = time.perf_counter()
     for i in range(n):
         record = CaptureRecord(
@@ -304,6 +307,7 @@ def _hot_path_us(work: Path, n: int = 20000) -> float:
         writer.append(encode_record(record))
     per = (time.perf_counter() - start) / n * 1e6
     writer.close()
+    writer.release()
     return per
 
 
