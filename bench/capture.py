@@ -150,6 +150,8 @@ def _mitmdump(port: int, upstream: int, extra: list[str]) -> list[str]:
         "-q",
         "--set",
         "flow_detail=0",
+        "--set",
+        "connection_strategy=lazy",  # as rgs-shadow capture runs it
         *extra,
     ]
 

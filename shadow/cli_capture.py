@@ -133,6 +133,11 @@ def build_command(
         "--quiet",
         "--set",
         "flow_detail=0",
+        # Lazy: connect upstream when a request arrives, so a request meeting a
+        # dead wallet is still read, answered 502 and captured with its error.
+        # (Eager, the default, drops the client connection before any request.)
+        "--set",
+        "connection_strategy=lazy",
         "--set",
         f"capture_dir={out}",
     ]

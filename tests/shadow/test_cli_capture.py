@@ -343,3 +343,20 @@ def test_a_taken_port_is_exit_2(tmp_path: Path) -> None:
             str(tmp_path / "c"),
         )
     assert result.returncode == 2 and "cannot listen" in result.stderr
+
+
+def test_upstream_down_is_captured_with_its_error(
+    tmp_path: Path, processes: list[CaptureProcess]
+) -> None:
+    out = tmp_path / "captures"
+    proxy = CaptureProcess(free_port(), f"http://127.0.0.1:{free_port()}", out)
+    processes.append(proxy)
+    with httpx.Client(timeout=30) as client:
+        answer = client.post(proxy.url(), content=callback("down-1"))
+    assert answer.status_code == 502
+    code, err = proxy.terminate()
+    assert code == 0, err
+    [row] = read_captures(out).to_pylist()
+    assert row["transaction_id"] == "down-1"
+    assert row["error"] and row["response_status"] is None
+    assert row["latency_ms"] >= 0
