@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shadow.cli_serve import parse_listen
+from shadow.cli_serve import _bind, parse_listen
 from tests._server import Server, cli, snapshot_file
 from wallet_core.errors import InputError
 from wallet_core.store import open_store
@@ -56,6 +56,14 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
             f"sqlite:///{tmp_path}/w.db",
         )
     assert result.returncode == 2 and "cannot listen" in result.stderr
+
+
+def test_the_listening_socket_says_tcp_so_asyncio_sets_nodelay() -> None:
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
 
 
 def test_parse_listen() -> None:
@@ -112,7 +120,9 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path) -> None:
             server.proc.send_signal(signal.SIGTERM)
             assert server.proc.poll() is None
             conn.sendall(body[10:])
-            answer = conn.recv(65536)
+            answer = b""
+            while chunk := conn.recv(65536):  # the server closes the connection as it stops
+                answer += chunk
         assert server.proc.wait(timeout=30) == 0
     assert answer.startswith(b"HTTP/1.1 200") and b'"transaction_id":"t1"' in answer
     assert any("stopped" in line for line in server.lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,21 @@ def _open(server: Server, session: str, player: str, opening: str) -> None:
     assert server.admin("POST", "/admin/adjustments", json=deposit).status_code == 200
 
 
+LATENCIES: list[float] = []  # seconds per HTTP exchange, printed by the tests (never asserted)
+
+
+def _latency_line() -> str:
+    ordered = sorted(LATENCIES)
+    LATENCIES.clear()
+    if not ordered:
+        return "no requests"
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return f"p50 {pick(0.5):.0f} ms, p99 {pick(0.99):.0f} ms, max {ordered[-1] * 1000:.0f} ms"
+
+
 async def _send_all(
     url: str, requests: list[Request], retries: int = 40
 ) -> tuple[list[Answer], int]:
@@ -54,7 +70,9 @@ async def _send_all(
         async def one(request: Request) -> Answer:
             nonlocal retried
             for _ in range(retries):
+                started = time.perf_counter()
                 response = await client.post("/rgs/default", content=request[1], headers=request[0])
+                LATENCIES.append(time.perf_counter() - started)
                 if response.status_code != 503:
                     return response.status_code, response.content
                 assert b'"RETRY_LATER"' in response.content
@@ -105,7 +123,7 @@ def test_duplicate_storm_applies_once_with_identical_answers(store_url: str) -> 
         assert _ledger_rows(store, "storm-bet") == 1 and _ledger_rows(store, "storm-win") == 1
         assert store.balances() == {("p1", "EUR"): 11_275} == store.ledger_sums()
     _audit_verify(store_url)
-    print(f"duplicate storm: {bet_retries + win_retries} RETRY_LATER answers retried")
+    print(f"duplicate storm: {bet_retries + win_retries} retried; {_latency_line()}")
 
 
 # -- 2. hot player -----------------------------------------------------------------------------
@@ -141,7 +159,10 @@ def test_hot_player_never_overdraws(store_url: str) -> None:
         ((lowest, count),) = rows
         assert int(lowest) >= 0 and int(count) == len(accepted)  # type: ignore[call-overload]
     _audit_verify(store_url)
-    print(f"hot player: {len(accepted)} accepted, {len(refused)} refused, {retries} retried")
+    print(
+        f"hot player: {len(accepted)} accepted, {len(refused)} refused, {retries} retried;"
+        f" {_latency_line()}"
+    )
 
 
 # -- 3. kill -9 under load ---------------------------------------------------------------------
@@ -252,7 +273,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(store_url: str, tmp_path: 
         _assert_nothing_half_applied(store)
         assert store.balances() == store.ledger_sums()
     _audit_verify(store_url)
-    print(f"crash: {len(answered)} of {len(load)} answered before kill -9")
+    print(f"crash: {len(answered)} of {len(load)} answered before kill; resend {_latency_line()}")
 
 
 def _txid(body: bytes) -> str:
