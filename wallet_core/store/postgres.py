@@ -36,7 +36,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from wallet_core.audit import GENESIS, chain_hash
 from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
 
-from .base import SCHEMA_VERSION, AuditEntry, AuditRow
+from .base import SCHEMA_VERSION, AuditEntry, AuditRow, HistoryRow
 from .postgres_tx import PostgresTx
 from .schema import POSTGRES_MIGRATIONS
 
@@ -244,6 +244,48 @@ class PostgresStore:
                     r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bytes(r[7]), r[8], r[9], r[10], r[11]
                 )
                 yield AuditRow(int(r[0]), entry, bytes(r[12]), bytes(r[13]))
+
+    def txn_history(self, since_us: int | None, until_us: int | None) -> Iterator[HistoryRow]:
+        """Every callback decided in ``[since_us, until_us)``, in audit order (for reconcile)."""
+        refs = {
+            str(refund): str(bet)
+            for refund, bet in self.execute(
+                "SELECT refunded_by, transaction_id FROM txns WHERE refunded_by IS NOT NULL"
+            )
+        }
+        low = -(2**63) if since_us is None else since_us
+        high = 2**63 - 1 if until_us is None else until_us
+        with self._connection() as conn, _mapped(), conn.transaction():
+            cursor = conn.cursor(name="rgs_shadow_history")
+            cursor.itersize = 2000
+            cursor.execute(
+                "SELECT a.seq, a.at_us, a.aggregator, d.doc ->> 'event', d.doc ->> 'transaction_id',"
+                " d.doc ->> 'outcome', d.doc ->> 'code', a.player_id, a.currency, a.amount_minor,"
+                " a.balance_after, t.round_id, coalesce((d.doc -> 'flags')::text, '[]')"
+                " FROM audit a CROSS JOIN LATERAL (SELECT a.decision::jsonb AS doc) d"
+                " LEFT JOIN txns t ON t.aggregator = a.aggregator"
+                " AND t.transaction_id = d.doc ->> 'transaction_id'"
+                " WHERE a.kind = 'callback' AND a.at_us >= %s AND a.at_us < %s ORDER BY a.seq",
+                (low, high),
+            )
+            for r in cursor:
+                ref = refs.get(r[4]) if r[3] == "refund" else None
+                yield HistoryRow(
+                    int(r[0]),
+                    int(r[1]),
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7],
+                    r[8],
+                    r[9],
+                    r[10],
+                    r[11],
+                    ref,
+                    r[12],
+                )
 
     def balances(self) -> dict[tuple[str, str], int]:
         rows = self.execute("SELECT player_id, currency, balance FROM accounts")

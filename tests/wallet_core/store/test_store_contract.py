@@ -7,6 +7,7 @@ database's own locking is what is being tested.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,14 @@ from wallet_core import Code, Mode, OperatorApi, WalletConfig, WalletCore
 from wallet_core.audit import verify_chain
 from wallet_core.errors import SchemaOutdated, StorageError
 from wallet_core.store import SCHEMA_VERSION, Store
-from wallet_core.store.base import AuditEntry, LedgerEntry, RoundRow, SessionRow, TxnRow
+from wallet_core.store.base import (
+    AuditEntry,
+    HistoryStore,
+    LedgerEntry,
+    RoundRow,
+    SessionRow,
+    TxnRow,
+)
 from wallet_core.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from wallet_core.testing import CallbackFactory
 
@@ -271,3 +279,31 @@ def test_concurrent_bets_never_overdraw_and_chain_once(make_store: MakeStore) ->
     assert all(b'"INSUFFICIENT_FUNDS"' in body for body in refused)
     assert store.balances() == {("p1", "EUR"): 1_000 - 14 * 70} == store.ledger_sums()
     assert verify_chain(store.audit_rows()) == (2 + 30, None)
+
+
+def test_txn_history_lists_decided_callbacks_in_audit_order(make_store: MakeStore) -> None:
+    store = make_store()
+    core, factory = _wallet(store, 1_000)
+    sent = [
+        factory.make("bet", transaction_id="b1", round_id="r1", amount="2.00"),
+        factory.make("win", transaction_id="w1", round_id="r1", amount="0.50"),
+        factory.make(
+            "refund", transaction_id="x1", round_id="r1", amount="2.00", ref_transaction_id="b1"
+        ),
+        factory.make("bet", transaction_id="b2", round_id="r2", amount="99.00"),
+    ]
+    for n, (headers, body) in enumerate(sent):
+        core.handle("acme", headers, body, T0 + 10 + n)
+    assert isinstance(store, HistoryStore)
+    rows = list(store.txn_history(T0 + 11, None))
+    assert [(r.event, r.transaction_id, r.outcome, r.code) for r in rows] == [
+        ("win", "w1", "APPLIED", "OK"),
+        ("refund", "x1", "APPLIED", "OK"),
+        ("bet", "b2", "REJECTED", "INSUFFICIENT_FUNDS"),
+    ]
+    assert [r.round_id for r in rows] == ["r1", "r1", "r2"]
+    assert rows[1].ref_transaction_id == "b1" and rows[0].ref_transaction_id is None
+    assert [r.amount_minor for r in rows] == [50, 200, 9_900]
+    assert rows[1].balance_after == 1_050
+    assert [json.loads(r.flags) for r in rows] == [[], [], []]
+    assert [r.transaction_id for r in store.txn_history(None, T0 + 11)] == ["b1"]
