@@ -13,7 +13,16 @@ import typer
 
 from wallet_core.errors import ShadowError
 
-from . import cli_capture, cli_compare, cli_replay, cli_report, cli_serve, cli_store
+from . import (
+    cli_capture,
+    cli_compare,
+    cli_demo,
+    cli_replay,
+    cli_report,
+    cli_serve,
+    cli_simulate,
+    cli_store,
+)
 
 __all__ = ["app", "main"]
 
@@ -27,6 +36,8 @@ app = typer.Typer(
 cli_store.register(app)
 cli_serve.register(app)
 cli_replay.register(app)
+cli_simulate.register(app)
+cli_demo.register(app)
 cli_capture.register(app)
 cli_report.register(app)
 cli_compare.register(app)

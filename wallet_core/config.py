@@ -139,10 +139,16 @@ def parse_config(doc: Mapping[str, Any], env: Mapping[str, str]) -> WalletConfig
     policies = Policies(**policy_table)
 
     sessions = _table(doc, "sessions", "")
-    _check_keys(sessions, {"timeout_minutes"}, "sessions.")
-    timeout = _positive_int(
-        sessions.get("timeout_minutes", DEFAULT_SESSION_TIMEOUT_MINUTES), "sessions.timeout_minutes"
-    )
+    _check_keys(sessions, {"timeout_minutes", "timeout_seconds"}, "sessions.")
+    if "timeout_minutes" in sessions and "timeout_seconds" in sessions:
+        raise ConfigError("sessions.timeout_seconds: give timeout_minutes or timeout_seconds")
+    if "timeout_seconds" in sessions:
+        timeout_s = _positive_int(sessions["timeout_seconds"], "sessions.timeout_seconds")
+    else:
+        timeout_s = 60 * _positive_int(
+            sessions.get("timeout_minutes", DEFAULT_SESSION_TIMEOUT_MINUTES),
+            "sessions.timeout_minutes",
+        )
 
     currency_table = _table(doc, "currencies", "")
     try:
@@ -164,7 +170,7 @@ def parse_config(doc: Mapping[str, Any], env: Mapping[str, str]) -> WalletConfig
         aggregators=aggregators,
         currencies=currencies,
         policies=policies,
-        session_timeout_us=timeout * 60 * 1_000_000,
+        session_timeout_us=timeout_s * 1_000_000,
         body_limit=body_limit,
         timestamp_window_s=window,
         sections=sections,

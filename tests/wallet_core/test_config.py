@@ -80,3 +80,11 @@ def test_missing_secret_variable_names_the_key(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "none.toml")
+
+
+def test_session_timeout_in_seconds_for_rehearsals(tmp_path: Path) -> None:
+    text = GOOD.replace("timeout_minutes = 10", "timeout_seconds = 3")
+    assert load_config(write(tmp_path, text), env={}).session_timeout_us == 3_000_000
+    both = GOOD.replace("timeout_minutes = 10", "timeout_minutes = 1\ntimeout_seconds = 3")
+    with pytest.raises(ConfigError, match="sessions.timeout_seconds"):
+        load_config(write(tmp_path, both), env={})
