@@ -6,7 +6,7 @@ Why this shape: mitmproxy itself tops out near 1,000 requests/s on one core,
 and the addon must not lower that noticeably.  Machines drift (other load,
 CPU frequency), so every variant runs at the same time as the others, on its
 own port behind the same upstream, and the measurement rounds are interleaved
-(A B C D, A B C D, ...) under the same closed-loop load.  Variants:
+(A B C D, B C D A, ...) under the same closed-loop load.  Variants:
 
 * ``direct``  - the upstream without a proxy (the latency floor);
 * ``none``    - mitmdump with no addon;
@@ -227,7 +227,9 @@ def main() -> None:
         elapsed["direct"] = args.seconds  # the floor: measured once
         per_round: dict[str, list[float]] = {name: [] for name in ports}
         for r in range(args.rounds):
-            for i, (name, port) in enumerate(ports.items()):
+            order = list(ports.items())
+            order = order[r % len(order) :] + order[: r % len(order)]  # no variant always first
+            for i, (name, port) in enumerate(order):
                 lat = asyncio.run(_load(port, args.seconds, args.connections, r * 10 + i))
                 samples[name] += lat
                 elapsed[name] += args.seconds
