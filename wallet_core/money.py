@@ -94,7 +94,9 @@ def parse_amount(
         raise MoneyError(f"amount {text[:40]!r} has more than {exponent} decimals")
     if len(whole) > 20:
         raise MoneyError("amount does not fit 64 bits")
-    minor: int = int(whole) * 10**exponent + (int(frac) * 10 ** (exponent - len(frac)) if frac else 0)
+    minor: int = int(whole) * 10**exponent + (
+        int(frac) * 10 ** (exponent - len(frac)) if frac else 0
+    )
     if sign:
         minor = -minor
     if minor > INT64_MAX or minor < -INT64_MAX:

@@ -151,6 +151,7 @@ def make_sample(
     """
     out.mkdir(parents=True, exist_ok=True)
     work = work or Path(tempfile.mkdtemp(prefix="rgs-shadow-sample-"))
+    work.mkdir(parents=True, exist_ok=True)
     config = out / "config.toml"
     config.write_text(CONFIG)
     env = sample_env()
