@@ -263,8 +263,16 @@ class _Server:
         store = self.core.store
 
         def probe() -> tuple[int | None, str | None]:
-            version = getattr(store, "schema_version", None)
-            return (version() if version is not None else None), store.get_mode()
+            # Through ``execute``, which the stores serialize with their transactions (SQLite
+            # shares one connection between threads); a real query also proves the store is up.
+            execute = getattr(store, "execute", None)
+            if execute is None:
+                return None, store.get_mode()
+            meta = dict(
+                execute("SELECT key, value FROM meta WHERE key IN ('schema_version', 'mode')")
+            )
+            version = meta.get("schema_version")
+            return (None if version is None else int(version)), meta.get("mode")
 
         serving = self.core.mode.value
         result = await self._operator(probe)

@@ -349,3 +349,17 @@ def test_unknown_routes_and_methods_are_4xx_json(app: Any) -> None:
     assert client.get("/nowhere").status_code == 404
     wrong = client.get("/rgs/acme")
     assert wrong.status_code == 405 and wrong.json()["status"] == "ERROR"
+
+
+def test_healthz_of_an_unreachable_store_is_retry_later(tmp_path: Path) -> None:
+    client, store, core = _app(tmp_path)
+
+    class Down(_BusyStore):
+        def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+            raise StoreBusy("no database connection in time")
+
+    core.store = Down(store)  # type: ignore[assignment]
+    with client:
+        response = client.get("/healthz")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["code"] == "RETRY_LATER"
