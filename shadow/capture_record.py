@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import marshal
 import operator
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,12 +36,14 @@ __all__ = [
     "hour_key",
     "partition_of",
     "records_to_table",
+    "utf8_safe",
 ]
 
 #: First element of every serialised tuple; bump when the tuple layout changes.
 RECORD_VERSION = 1
 
 Headers = tuple[tuple[str, str], ...]
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,16 @@ def partition_of(hour: int) -> tuple[str, str]:
     return moment.strftime("%Y-%m-%d"), moment.strftime("%H")
 
 
+def utf8_safe(value: str) -> str:
+    """``value`` if Arrow can store it; lone surrogates (from a JSON ``\\ud800`` escape or
+    undecodable path bytes) become U+FFFD, so one hostile callback cannot jam compaction."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
+    return value
+
+
 def records_to_table(records: Sequence[CaptureRecord]) -> pa.Table:
     """An Arrow table in :data:`CAPTURE_SCHEMA`; columns the record lacks are null."""
     columns: dict[str, list[Any]] = {name: [] for name in CAPTURE_COLUMNS}
@@ -125,6 +138,8 @@ def records_to_table(records: Sequence[CaptureRecord]) -> pa.Table:
             value = getattr(record, name)
             if name in _HEADER_COLUMNS:
                 value = headers_json(value)
+            if isinstance(value, str):
+                value = utf8_safe(value)
             columns[name].append(value)
     arrays = []
     for field in CAPTURE_SCHEMA:

@@ -191,10 +191,13 @@ class Compactor:
                 continue
             by_hour[hour_key(record.captured_at)].append(record)
         stem = segment.name.removesuffix(READY_SUFFIX)
+        rows = 0
         for hour, records in sorted(by_hour.items()):
             date, hh = partition_of(hour)
             final = self.capture_dir / f"date={date}" / f"hour={hh}" / f"seg-{stem}.parquet"
-            write_parquet_atomically(records_to_table(records), final)
+            table = self._table(records)
+            write_parquet_atomically(table, final)
+            rows += table.num_rows
         if contents.torn:
             self.stats.torn_tails += contents.torn
             self.report_info(
@@ -202,10 +205,25 @@ class Compactor:
             )
         segment.unlink()
         _fsync_dir(segment.parent)
-        rows = sum(len(r) for r in by_hour.values())
         self.stats.segments += 1
         self.stats.rows += rows
         return rows
+
+    def _table(self, records: list[CaptureRecord]) -> pa.Table:
+        """The records as a table; one that Arrow refuses is dropped and counted, not fatal."""
+        try:
+            return records_to_table(records)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            good = []
+            for record in records:
+                try:
+                    records_to_table([record])
+                except (pa.ArrowException, ValueError, TypeError, OverflowError):
+                    self.stats.bad_records += 1
+                    self.report_error(f"capture {record.capture_id}: unstorable record dropped")
+                else:
+                    good.append(record)
+            return records_to_table(good)
 
     def compact_ready(self) -> int:
         """Compact every closed segment of this proxy, oldest first; the rows written."""

@@ -357,3 +357,16 @@ def test_loads_as_a_mitmdump_script(capture_dir: Path) -> None:
         assert type(script_addon).__name__ == "CaptureAddon"
         assert (capture_dir / "_spool" / "script.lock").exists()
         script_addon.done()
+
+
+def test_hostile_text_cannot_jam_compaction(capture: Any, capture_dir: Path) -> None:
+    addon, _ = capture
+    lone_surrogate = b'{"event": "bet", "transaction_id": "\\ud800x"}'
+    f = make_flow(lone_surrogate)
+    f.request.path = "/rgs/acme/\udcff"  # undecodable path bytes, as mitmproxy escapes them
+    feed(addon, f, make_flow(start=T0 + 1))
+    got = sorted(rows(capture_dir, addon), key=lambda r: r["captured_at"])
+    assert len(got) == 2
+    assert got[0]["transaction_id"] == "\ufffdx"
+    assert got[0]["request_body"] == lone_surrogate
+    assert got[1]["transaction_id"] == "tx-1"

@@ -200,3 +200,15 @@ def test_merged_files_read_like_the_originals(tmp_path: Path) -> None:
     before = read_captures(root)
     merge_hour(hour)
     assert read_captures(root).equals(before)
+
+
+def test_an_unstorable_record_is_dropped_and_counted_not_fatal(tmp_path: Path) -> None:
+    root, writer, compactor, reports = setup(tmp_path)
+    bad = record(2)
+    object.__setattr__(bad, "response_status", "not a number")
+    for r in (record(1), bad, record(3)):
+        writer.append(encode_record(r))
+    writer.close()
+    assert compactor.compact_ready() == 2
+    assert compactor.stats.bad_records == 1 and "c2" in reports.errors[0]
+    assert ids(root) == ["c1", "c3"]
