@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -112,5 +112,4 @@ def read_captures(
 
 def read_captures_pandas(capture_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """:func:`read_captures` as a pandas DataFrame (bodies as ``bytes``, times tz-aware UTC)."""
-    frame: Any = read_captures(capture_dir, columns).to_pandas()
-    return frame  # type: ignore[no-any-return]
+    return cast("pd.DataFrame", read_captures(capture_dir, columns).to_pandas())
