@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .clock import timestamp_us
 from .codes import HTTP_STATUS, Code
@@ -40,8 +40,7 @@ _HEADERS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort
 _FALLBACK_DIALECT = GenericDialect()
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     decision: Decision
     response: HttpResponse
 
@@ -134,6 +133,10 @@ class WalletCore:
             txn = tx.claim_txn(agg.name, cb.transaction_id)
             if txn is not None and txn.fingerprint is not None:
                 return self._repeat(tx, agg, cb, txn, digest, headers, body, now_us)
+            if cb.event is Event.REFUND and cb.ref_transaction_id is not None:
+                # Hold the bet's key before any round or account, the order the bet itself
+                # takes them: a refund racing its bet then waits instead of deadlocking.
+                tx.claim_txn(agg.name, cb.ref_transaction_id)
         flags: list[str] = []
         balance: int | None = None
         before: int | None = None
@@ -242,7 +245,7 @@ class WalletCore:
         stored = HttpResponse(txn.status, txn.body)
         if self.mode is Mode.SHADOW:
             mock = agg.dialect.render_mock(
-                replace(first, balance_after=txn.balance_after), self.config.currencies
+                first._replace(balance_after=txn.balance_after), self.config.currencies
             )
             return self._finish(
                 tx, agg.dialect, agg.name, headers, body, now_us, first, stored, mock
@@ -497,16 +500,12 @@ def _amount(cb: Callback) -> int:
 
 
 def _decision_json(decision: Decision, mode: Mode) -> str:
-    return _COMPACT_JSON(
-        {
-            "outcome": decision.outcome.value,
-            "code": decision.code.value,
-            "http_status": decision.http_status,
-            "event": decision.event,
-            "transaction_id": decision.transaction_id,
-            "mode": mode.value,
-            "flags": decision.flags,
-        }
+    """Compact JSON of the decision; built by hand because it runs for every callback."""
+    return (
+        f'{{"outcome":"{decision.outcome.value}","code":"{decision.code.value}",'
+        f'"http_status":{decision.http_status},"event":{_COMPACT_JSON(decision.event)},'
+        f'"transaction_id":{_COMPACT_JSON(decision.transaction_id)},"mode":"{mode.value}",'
+        f'"flags":{_COMPACT_JSON(decision.flags) if decision.flags else "[]"}}}'
     )
 
 
