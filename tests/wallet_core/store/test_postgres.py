@@ -9,10 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests import _pg
+from wallet_core import Mode, OperatorApi, WalletConfig, WalletCore
 from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
 from wallet_core.store import open_store
 from wallet_core.store.base import TxnRow
 from wallet_core.store.postgres import PostgresStore
+from wallet_core.testing import CallbackFactory
 
 pytestmark = pytest.mark.postgres
 
@@ -168,3 +170,23 @@ def test_an_unreachable_server_is_one_storage_error() -> None:
     with pytest.raises(StorageError, match="cannot connect") as caught:
         open_store("postgresql://nobody:secret@127.0.0.1:1/none", connect_timeout_s=1)
     assert "secret" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_refund_racing_its_bet_waits_on_the_bet_before_taking_the_round(
+    store: PostgresStore,
+) -> None:
+    """The engine claims a refund's bet first, so the bet (holding its own key) can still
+    take the round: no lock cycle, no deadlock, no RETRY_LATER."""
+    config = WalletConfig.single("acme")
+    assert OperatorApi(store, config).open_session("s1", "p1", "EUR", "acme", 1).ok
+    core = WalletCore(store, config, mode=Mode.LIVE)
+    factory = CallbackFactory(defaults={"session_id": "s1", "player_id": "p1", "currency": "EUR"})
+    headers, body = factory.make(
+        "refund", transaction_id="x1", round_id="r1", amount="1.00", ref_transaction_id="b1"
+    )
+    with ThreadPoolExecutor(1) as pool, store.transaction() as bet:
+        assert bet.claim_txn("acme", "b1") is None
+        refund = pool.submit(core.handle, "acme", headers, body, 2)
+        _wait_for_lock_waiter(store)
+        assert bet.get_round("acme", "r1") is None  # would time out if the refund held r1
+    assert refund.result(timeout=30).response.status == 200
