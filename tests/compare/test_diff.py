@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from compare.divergence import Kind
 from compare.testing import Scenario
 
 from .conftest import RunDiff
