@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "AuditEntry",
@@ -120,8 +120,7 @@ class RoundRow:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     at_us: int
     aggregator: str
     transaction_id: str
@@ -132,8 +131,7 @@ class LedgerEntry:
     balance_after: int
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
+class AuditEntry(NamedTuple):
     """One callback (or operator action) as it will be chained into the audit log."""
 
     at_us: int
@@ -149,8 +147,7 @@ class AuditEntry:
     balance_after: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRow:
+class AuditRow(NamedTuple):
     seq: int
     entry: AuditEntry
     prev_hash: bytes

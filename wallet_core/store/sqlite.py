@@ -468,12 +468,29 @@ class SqliteStore:
             " FROM audit a LEFT JOIN txns t ON t.aggregator = a.aggregator"
             " AND t.transaction_id = json_extract(a.decision, '$.transaction_id')"
             " WHERE a.kind = 'callback' AND a.at_us >= ? AND a.at_us < ? ORDER BY a.seq",
-            (-(2**63) if since_us is None else since_us, 2**63 - 1 if until_us is None else until_us),
+            (
+                -(2**63) if since_us is None else since_us,
+                2**63 - 1 if until_us is None else until_us,
+            ),
         )
         for r in cursor:
             ref = refs.get(r[4]) if r[3] == "refund" else None
-            yield HistoryRow(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                             r[10], r[11], ref, r[12])
+            yield HistoryRow(
+                int(r[0]),
+                int(r[1]),
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                ref,
+                r[12],
+            )
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run one statement outside the engine (tests, maintenance); returns all rows."""
