@@ -99,6 +99,8 @@ class _Sides:
             self.movedc = (self.w_amount != 0).astype(np.int64)
         refunds = (ev == REFUND) & (wrk >= 0)
         self.refund_moved = np.bincount(wrk[refunds & moved], minlength=k)
+        # Refunds the wallet accepted, money moved or not: a tombstone names its bet here.
+        self.refund_seen = np.bincount(wrk[refunds & ok], minlength=k)
         self.in_w = self.recv > 0
         self.erow = np.full(k, -1, np.int64)
         self.erow[ek] = np.arange(len(ek))
@@ -162,6 +164,8 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
     missing = ~in_w & (settled | cancelled_bet) & (amt > 0)
     notes["pending_in_wallet"] = int((missing & outside).sum())
     missing &= ~outside & ~bound_pair_bad
+    # A bet never received whose refund the wallet took (a tombstone) matches CANCELLED.
+    missing &= ~(cancelled_bet & (s.refund_seen > 0))
     net_zero = cancelled_bet | bound
     add(
         Kind.MISSING_IN_WALLET,

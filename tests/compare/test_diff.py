@@ -117,6 +117,14 @@ def test_tombstone_matches_a_cancelled_bet_and_its_refund(run_diff: RunDiff) -> 
     assert run_diff(scn).divergences == []
 
 
+def test_tombstone_of_a_bet_never_sent_matches_the_cancelled_pair(run_diff: RunDiff) -> None:
+    scn = Scenario()
+    scn.clean_day()
+    scn.refund("rf-n", "b-never", 6_00, round_id="r9", flags=("tombstone", "no_money_moved"))
+    scn.settled("b-never", "bet", 6_00, round_id="r9", status="CANCELLED")
+    assert run_diff(scn).divergences == []
+
+
 def test_double_applied_in_the_wallet(run_diff: RunDiff) -> None:
     scn = Scenario()
     scn.clean_day()
