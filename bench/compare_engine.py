@@ -1,6 +1,6 @@
 """Benchmark of ``rgs-shadow compare``: the diff engine against a naive pandas merge.
 
-One command: ``python bench/compare.py [--n 1000000]``.  It generates N decisions
+One command: ``python bench/compare_engine.py [--n 1000000]``.  It generates N decisions
 and a matching settlement CSV with 0.1 % planted divergences (amount, missing on
 either side, refused-but-settled, slow), then, each in a fresh process so peak
 memory is its own, runs
@@ -20,7 +20,6 @@ import argparse
 import multiprocessing as mp
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,10 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-# This file is named like the package it measures: keep bench/ off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
-
-from replay.decision_schema import DECISION_SCHEMA  # noqa: E402
+from replay.decision_schema import DECISION_SCHEMA
 
 PLANTS = (
     "AMOUNT_MISMATCH",
