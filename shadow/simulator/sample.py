@@ -248,6 +248,7 @@ def make_sample(
         if capture_proc is not None:
             capture_proc.stop(signal.SIGKILL)
         wallet_proc.stop()
+    shutil.rmtree(out / "capture" / "_spool", ignore_errors=True)  # locks only, once stopped
     expected = json.loads((out / "planted.json").read_text())
     for entry in expected:
         entry["source"] = "export"
