@@ -4,7 +4,7 @@ Both sides are reduced to integer key codes (one shared dictionary of
 transaction ids, refund references included) and per-key counts built with
 ``np.bincount``; every rule is then a boolean mask over keys.  Only the few
 flagged keys become Python objects.  This is what makes ten million decisions
-a matter of seconds (``bench/compare_engine.py``), where a DataFrame merge per rule
+a matter of seconds (``bench/compare.py``), where a DataFrame merge per rule
 would copy every string column again for each kind.
 
 Money semantics, decided once here:

@@ -1,6 +1,6 @@
 """Benchmark of ``rgs-shadow compare``: the diff engine against a naive pandas merge.
 
-One command: ``python bench/compare_engine.py [--n 1000000]``.  It generates N decisions
+One command: ``python bench/compare.py [--n 1000000]``.  It generates N decisions
 and a matching settlement CSV with 0.1 % planted divergences (amount, missing on
 either side, refused-but-settled, slow), then, each in a fresh process so peak
 memory is its own, runs
@@ -20,6 +20,7 @@ import argparse
 import multiprocessing as mp
 import platform
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +32,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from replay.decision_schema import DECISION_SCHEMA
+# Run as ``python bench/compare.py`` this file would shadow the package it measures:
+# take bench/ off the import path before importing it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from replay.decision_schema import DECISION_SCHEMA  # noqa: E402
 
 PLANTS = (
     "AMOUNT_MISMATCH",
