@@ -17,12 +17,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from shadow.dataset import capture_files, open_captures
 from wallet_core.clock import from_us
+from wallet_core.errors import InputError
 
 __all__ = ["Captured", "CaptureReader"]
 
+#: Columns without which a captured callback cannot be replayed at all.
+REQUIRED = ("capture_id", "captured_at", "aggregator", "request_headers", "request_body")
 _COLUMNS = [
     "capture_id",
     "captured_at",
@@ -74,6 +78,19 @@ def _headers(text: str | None) -> dict[str, str]:
     return {}
 
 
+def _check_file(path: Path) -> None:
+    """A one-line :class:`InputError` for a file that is not a usable capture file."""
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(
+            f"{path}: not a Parquet capture file ({str(exc).splitlines()[0]})"
+        ) from None
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise InputError(f"{path}: capture file lacks column {missing[0]}")
+
+
 class CaptureReader:
     """Iterates :class:`Captured` rows of ``capture_dir`` in order; see the module docstring."""
 
@@ -87,7 +104,14 @@ class CaptureReader:
     ) -> None:
         self.root = Path(capture_dir)
         self.since_us, self.until_us, self.aggregator = since_us, until_us, aggregator
-        files = capture_files(self.root)
+        try:
+            files = capture_files(self.root)
+        except FileNotFoundError:
+            raise InputError(f"{self.root}: capture directory does not exist") from None
+        if not files:
+            raise InputError(f"{self.root}: no capture files (date=YYYY-MM-DD/hour=HH/*.parquet)")
+        for path in files:
+            _check_file(path)
         hours = {h for h in (_hour_of(f, self.root) for f in files) if h is not None}
         self.hours = sorted(h for h in hours if self._hour_wanted(*h))
         self._dataset = open_captures(self.root) if files else None

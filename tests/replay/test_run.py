@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from replay.faults import FaultPlan
 from replay.run import ReplayOptions, run_replay
@@ -166,3 +168,43 @@ def test_snapshot_gives_opening_balances(tmp_path: Path) -> None:
     run_replay(options(capture, tmp_path / "s.parquet", snapshot=snap))
     rows = pq.read_table(tmp_path / "s.parquet").to_pylist()
     assert all(r["code"] == r["live_code"] for r in rows)
+
+
+def _replay_cli(tmp_path: Path, *args: str) -> tuple[int, str]:
+    from tests._server import cli
+
+    done = cli("replay", *args, "--out", str(tmp_path / "out.parquet"), "--quiet")
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "not-parquet", "columns-missing", "since"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    capture = tmp_path / "capture"
+    extra: list[str] = []
+    if case != "missing":
+        capture.mkdir()
+    if case in ("not-parquet", "columns-missing", "since"):
+        folder = capture / "date=2026-11-25" / "hour=10"
+        folder.mkdir(parents=True)
+        if case == "not-parquet":
+            (folder / "part.parquet").write_bytes(b"this is not parquet at all")
+        elif case == "columns-missing":
+            pq.write_table(
+                pa.table({"capture_id": ["a"], "latency_ms": [1.0]}), folder / "part.parquet"
+            )
+        else:
+            (tmp_path / "t").mkdir()
+            traffic(tmp_path / "t", n=5)
+            capture = tmp_path / "t" / "capture"
+            extra = ["--since", "last tuesday"]
+    code, err = _replay_cli(tmp_path, str(capture), *extra)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    expected = {
+        "missing": "does not exist",
+        "empty": "no capture files",
+        "not-parquet": "not a Parquet capture file",
+        "columns-missing": "lacks column captured_at",
+        "since": "--since",
+    }[case]
+    assert expected in err
