@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 from .store.base import AuditEntry, AuditRow
 
-__all__ = ["GENESIS", "ChainBreak", "chain_hash", "verify_chain"]
+__all__ = ["AUDIT_COLUMNS", "GENESIS", "ChainBreak", "audit_values", "chain_hash", "verify_chain"]
+
+#: The audit table's columns in the order of :func:`audit_values`.
+AUDIT_COLUMNS = (
+    "seq, at_us, aggregator, kind, headers, request, decision, response, player_id, currency,"
+    " amount_minor, balance_after, prev_hash, hash"
+)
 
 GENESIS = b"\x00" * 32
 
@@ -27,21 +33,15 @@ def chain_hash(prev_hash: bytes, seq: int, entry: AuditEntry) -> bytes:
     CPython's repr of these types is fixed and quotes every string, so the
     encoding is injective (no two rows encode alike) and costs one C call.
     """
-    fields = (
-        seq,
-        entry.at_us,
-        entry.aggregator,
-        entry.kind,
-        entry.headers,
-        entry.request,
-        entry.decision,
-        entry.response,
-        entry.player_id,
-        entry.currency,
-        entry.amount_minor,
-        entry.balance_after,
-    )
+    fields = (seq, *entry)
     return hashlib.sha256(prev_hash + repr(fields).encode("utf-8", "surrogatepass")).digest()
+
+
+def audit_values(
+    seq: int, entry: AuditEntry, prev_hash: bytes, digest: bytes
+) -> tuple[object, ...]:
+    """One audit row as stored, in :data:`AUDIT_COLUMNS` order (every store writes this)."""
+    return (seq, *entry, prev_hash, digest)
 
 
 @dataclass(frozen=True, slots=True)

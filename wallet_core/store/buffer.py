@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from wallet_core.audit import GENESIS, chain_hash
+from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
 
 from .base import AuditEntry, LedgerEntry, RoundRow, SessionRow, TxnRow
 
@@ -208,9 +208,7 @@ class WriteBuffer:
                 )
             if self.audit:
                 self.conn.executemany(
-                    "INSERT INTO audit (seq, at_us, aggregator, kind, headers, request, decision,"
-                    " response, player_id, currency, amount_minor, balance_after, prev_hash, hash)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({','.join('?' * 14)})",
                     self.audit,
                 )
             x("COMMIT")
@@ -318,24 +316,7 @@ class BufferedTx:
         prev_seq, prev_hash = self.head or self.buffer.audit_head()
         seq = prev_seq + 1
         digest = chain_hash(prev_hash, seq, entry)
-        self.audit.append(
-            (
-                seq,
-                entry.at_us,
-                entry.aggregator,
-                entry.kind,
-                entry.headers,
-                entry.request,
-                entry.decision,
-                entry.response,
-                entry.player_id,
-                entry.currency,
-                entry.amount_minor,
-                entry.balance_after,
-                prev_hash,
-                digest,
-            )
-        )
+        self.audit.append(audit_values(seq, entry, prev_hash, digest))
         self.head = (seq, digest)
         return seq
 

@@ -33,7 +33,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from wallet_core.audit import GENESIS, chain_hash
+from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
 from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
 
 from .base import SCHEMA_VERSION, AuditEntry, AuditRow, HistoryRow
@@ -192,25 +192,8 @@ class PostgresStore:
         seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, bytes(row[1]))
         digest = chain_hash(prev, seq, entry)
         conn.execute(
-            "INSERT INTO audit (seq, at_us, aggregator, kind, headers, request, decision, response,"
-            " player_id, currency, amount_minor, balance_after, prev_hash, hash)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            (
-                seq,
-                entry.at_us,
-                entry.aggregator,
-                entry.kind,
-                entry.headers,
-                entry.request,
-                entry.decision,
-                entry.response,
-                entry.player_id,
-                entry.currency,
-                entry.amount_minor,
-                entry.balance_after,
-                prev,
-                digest,
-            ),
+            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            audit_values(seq, entry, prev, digest),
         )
         return seq
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from wallet_core.audit import GENESIS, chain_hash
+from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
 from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
 
 from .base import (
@@ -226,25 +226,8 @@ class _SqliteTx:
         seq = prev_seq + 1
         digest = chain_hash(prev_hash, seq, entry)
         self._x(
-            "INSERT INTO audit (seq, at_us, aggregator, kind, headers, request, decision, response,"
-            " player_id, currency, amount_minor, balance_after, prev_hash, hash)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                seq,
-                entry.at_us,
-                entry.aggregator,
-                entry.kind,
-                entry.headers,
-                entry.request,
-                entry.decision,
-                entry.response,
-                entry.player_id,
-                entry.currency,
-                entry.amount_minor,
-                entry.balance_after,
-                prev_hash,
-                digest,
-            ),
+            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            audit_values(seq, entry, prev_hash, digest),
         )
         return seq
 
