@@ -20,20 +20,31 @@ from typing import Any
 from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
 
 from .base import AuditEntry, LedgerEntry, RoundRow, SessionRow, TxnRow
+from .rows import SQLITE as SQL
+from .rows import (
+    ledger_values,
+    round_from,
+    round_values,
+    session_from,
+    session_values,
+    txn_from,
+    txn_values,
+)
 
 __all__ = ["BufferedTx", "WriteBuffer"]
 
 _MISSING: Any = object()
 
+
+def _replace(insert: str) -> str:
+    return insert.replace("INSERT INTO", "INSERT OR REPLACE INTO", 1)
+
+
 _UPSERTS = {
     "accounts": "INSERT OR REPLACE INTO accounts (player_id, currency, balance) VALUES (?,?,?)",
-    "sessions": "INSERT OR REPLACE INTO sessions (session_id, aggregator, player_id, currency,"
-    " opened_us, last_seen_us, closed_us) VALUES (?,?,?,?,?,?,?)",
-    "rounds": "INSERT OR REPLACE INTO rounds (aggregator, round_id, player_id, currency,"
-    " bet_total, win_total, refund_total, settled_us) VALUES (?,?,?,?,?,?,?,?)",
-    "txns": "INSERT OR REPLACE INTO txns (aggregator, transaction_id, event, fingerprint, code,"
-    " status, body, balance_after, player_id, currency, amount_minor, round_id, applied,"
-    " refunded_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    "sessions": _replace(SQL.session_insert),
+    "rounds": _replace(SQL.round_insert),
+    "txns": _replace(SQL.txn_insert),
     "players": "INSERT OR REPLACE INTO players (player_id, blocked) VALUES (?,?)",
     "adjustments": "INSERT OR REPLACE INTO adjustments (reference, balance_after) VALUES (?,?)",
 }
@@ -41,6 +52,7 @@ _TABLES = tuple(_UPSERTS)
 
 
 def _row_values(table: str, key: Any, value: Any) -> tuple[Any, ...]:
+    """Values in the order of ``_UPSERTS[table]``."""
     if table == "accounts":
         return (*key, value)
     if table == "players":
@@ -48,45 +60,10 @@ def _row_values(table: str, key: Any, value: Any) -> tuple[Any, ...]:
     if table == "adjustments":
         return (key, value)
     if table == "sessions":
-        s: SessionRow = value
-        return (
-            s.session_id,
-            s.aggregator,
-            s.player_id,
-            s.currency,
-            s.opened_us,
-            s.last_seen_us,
-            s.closed_us,
-        )
+        return session_values(value)
     if table == "rounds":
-        r: RoundRow = value
-        return (
-            r.aggregator,
-            r.round_id,
-            r.player_id,
-            r.currency,
-            r.bet_total,
-            r.win_total,
-            r.refund_total,
-            r.settled_us,
-        )
-    t: TxnRow = value
-    return (
-        t.aggregator,
-        t.transaction_id,
-        t.event,
-        t.fingerprint,
-        t.code,
-        t.status,
-        t.body,
-        t.balance_after,
-        t.player_id,
-        t.currency,
-        t.amount_minor,
-        t.round_id,
-        int(t.applied),
-        t.refunded_by,
-    )
+        return round_values(value)
+    return txn_values(value)
 
 
 class WriteBuffer:
@@ -130,44 +107,13 @@ class WriteBuffer:
             row = x("SELECT balance_after FROM adjustments WHERE reference=?", (key,)).fetchone()
             return None if row is None else int(row[0])
         if table == "sessions":
-            row = x(
-                "SELECT aggregator, player_id, currency, opened_us, last_seen_us, closed_us"
-                " FROM sessions WHERE session_id=?",
-                (key,),
-            ).fetchone()
-            return None if row is None else SessionRow(key, *row)
+            row = x(SQL.session_select, (key,)).fetchone()
+            return None if row is None else session_from(key, row)
         if table == "rounds":
-            row = x(
-                "SELECT player_id, currency, bet_total, win_total, refund_total, settled_us"
-                " FROM rounds WHERE aggregator=? AND round_id=?",
-                key,
-            ).fetchone()
-            return None if row is None else RoundRow(*key, *row)
-        row = x(
-            "SELECT event, fingerprint, code, status, body, balance_after, player_id,"
-            " currency, amount_minor, round_id, applied, refunded_by FROM txns"
-            " WHERE aggregator=? AND transaction_id=?",
-            key,
-        ).fetchone()
-        if row is None:
-            return None
-        aggregator, transaction_id = key
-        return TxnRow(
-            aggregator,
-            transaction_id,
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9],
-            bool(row[10]),
-            row[11],
-        )
+            row = x(SQL.round_select, key).fetchone()
+            return None if row is None else round_from(key[0], key[1], row)
+        row = x(SQL.txn_select, key).fetchone()
+        return None if row is None else txn_from(key[0], key[1], row)
 
     def audit_head(self) -> tuple[int, bytes]:
         if self.head is None:
@@ -202,8 +148,7 @@ class WriteBuffer:
                     )
             if self.ledger:
                 self.conn.executemany(
-                    "INSERT INTO ledger (at_us, aggregator, transaction_id, kind, player_id,"
-                    " currency, amount_minor, balance_after) VALUES (?,?,?,?,?,?,?,?)",
+                    SQL.ledger_insert,
                     self.ledger,
                 )
             if self.audit:
@@ -299,18 +244,7 @@ class BufferedTx:
         self.over["rounds"][(row.aggregator, row.round_id)] = row.clone()
 
     def add_ledger(self, entry: LedgerEntry) -> None:
-        self.ledger.append(
-            (
-                entry.at_us,
-                entry.aggregator,
-                entry.transaction_id,
-                entry.kind,
-                entry.player_id,
-                entry.currency,
-                entry.amount_minor,
-                entry.balance_after,
-            )
-        )
+        self.ledger.append(ledger_values(entry))
 
     def append_audit(self, entry: AuditEntry) -> int:
         prev_seq, prev_hash = self.head or self.buffer.audit_head()

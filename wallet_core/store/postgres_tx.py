@@ -13,6 +13,16 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .base import AuditEntry, LedgerEntry, RoundRow, SessionRow, TxnRow
+from .rows import (
+    POSTGRES,
+    ledger_values,
+    round_from,
+    round_values,
+    session_from,
+    session_values,
+    txn_from,
+    txn_values,
+)
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
@@ -41,70 +51,15 @@ class PostgresTx:
     def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
         # Lock first, read in a second statement: its snapshot is taken after the wait.
         self._lock("txn", aggregator, transaction_id)
-        row = self._x(
-            "SELECT event, fingerprint, code, status, body, balance_after, player_id, currency,"
-            " amount_minor, round_id, applied, refunded_by FROM txns"
-            " WHERE aggregator = %s AND transaction_id = %s",
-            (aggregator, transaction_id),
-        ).fetchone()
-        if row is None:
-            return None
-        return TxnRow(
-            aggregator,
-            transaction_id,
-            row[0],
-            None if row[1] is None else bytes(row[1]),
-            row[2],
-            row[3],
-            None if row[4] is None else bytes(row[4]),
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9],
-            bool(row[10]),
-            row[11],
-        )
+        row = self._x(POSTGRES.txn_select, (aggregator, transaction_id)).fetchone()
+        return None if row is None else txn_from(aggregator, transaction_id, row)
 
     def put_txn(self, row: TxnRow, *, new: bool) -> None:
-        values = (
-            row.event,
-            row.fingerprint,
-            row.code,
-            row.status,
-            row.body,
-            row.balance_after,
-            row.player_id,
-            row.currency,
-            row.amount_minor,
-            row.round_id,
-            row.applied,
-            row.refunded_by,
-            row.aggregator,
-            row.transaction_id,
-        )
-        if new:
-            self._x(
-                "INSERT INTO txns (event, fingerprint, code, status, body, balance_after,"
-                " player_id, currency, amount_minor, round_id, applied, refunded_by, aggregator,"
-                " transaction_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                values,
-            )
-        else:
-            self._x(
-                "UPDATE txns SET event=%s, fingerprint=%s, code=%s, status=%s, body=%s,"
-                " balance_after=%s, player_id=%s, currency=%s, amount_minor=%s, round_id=%s,"
-                " applied=%s, refunded_by=%s WHERE aggregator=%s AND transaction_id=%s",
-                values,
-            )
+        self._x(POSTGRES.txn_insert if new else POSTGRES.txn_update, txn_values(row))
 
     def _session_row(self, session_id: str) -> SessionRow | None:
-        row = self._x(
-            "SELECT aggregator, player_id, currency, opened_us, last_seen_us, closed_us"
-            " FROM sessions WHERE session_id = %s",
-            (session_id,),
-        ).fetchone()
-        return None if row is None else SessionRow(session_id, *row)
+        row = self._x(POSTGRES.session_select, (session_id,)).fetchone()
+        return None if row is None else session_from(session_id, row)
 
     def get_session(self, session_id: str) -> SessionRow | None:
         found = self._session_row(session_id)
@@ -116,19 +71,7 @@ class PostgresTx:
 
     def put_session(self, row: SessionRow, *, new: bool) -> None:
         if new:
-            self._x(
-                "INSERT INTO sessions (session_id, aggregator, player_id, currency, opened_us,"
-                " last_seen_us, closed_us) VALUES (%s,%s,%s,%s,%s,%s,%s)",
-                (
-                    row.session_id,
-                    row.aggregator,
-                    row.player_id,
-                    row.currency,
-                    row.opened_us,
-                    row.last_seen_us,
-                    row.closed_us,
-                ),
-            )
+            self._x(POSTGRES.session_insert, session_values(row))
         else:
             # Unlocked read, so only move forward: a concurrent close is never undone.
             self._x(
@@ -174,12 +117,8 @@ class PostgresTx:
         return None if row is None else int(row[0])
 
     def _round_row(self, aggregator: str, round_id: str) -> RoundRow | None:
-        row = self._x(
-            "SELECT player_id, currency, bet_total, win_total, refund_total, settled_us"
-            " FROM rounds WHERE aggregator = %s AND round_id = %s FOR UPDATE",
-            (aggregator, round_id),
-        ).fetchone()
-        return None if row is None else RoundRow(aggregator, round_id, *row)
+        row = self._x(POSTGRES.round_select + " FOR UPDATE", (aggregator, round_id)).fetchone()
+        return None if row is None else round_from(aggregator, round_id, row)
 
     def get_round(self, aggregator: str, round_id: str) -> RoundRow | None:
         found = self._round_row(aggregator, round_id)
@@ -189,44 +128,10 @@ class PostgresTx:
         return found
 
     def put_round(self, row: RoundRow, *, new: bool) -> None:
-        values = (
-            row.player_id,
-            row.currency,
-            row.bet_total,
-            row.win_total,
-            row.refund_total,
-            row.settled_us,
-            row.aggregator,
-            row.round_id,
-        )
-        if new:
-            self._x(
-                "INSERT INTO rounds (player_id, currency, bet_total, win_total, refund_total,"
-                " settled_us, aggregator, round_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
-                values,
-            )
-        else:
-            self._x(
-                "UPDATE rounds SET player_id=%s, currency=%s, bet_total=%s, win_total=%s,"
-                " refund_total=%s, settled_us=%s WHERE aggregator=%s AND round_id=%s",
-                values,
-            )
+        self._x(POSTGRES.round_insert if new else POSTGRES.round_update, round_values(row))
 
     def add_ledger(self, entry: LedgerEntry) -> None:
-        self._x(
-            "INSERT INTO ledger (at_us, aggregator, transaction_id, kind, player_id, currency,"
-            " amount_minor, balance_after) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
-            (
-                entry.at_us,
-                entry.aggregator,
-                entry.transaction_id,
-                entry.kind,
-                entry.player_id,
-                entry.currency,
-                entry.amount_minor,
-                entry.balance_after,
-            ),
-        )
+        self._x(POSTGRES.ledger_insert, ledger_values(entry))
 
     def append_audit(self, entry: AuditEntry) -> int:
         return self._store.chain(self.conn, entry)

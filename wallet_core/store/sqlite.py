@@ -38,6 +38,18 @@ from .base import (
     TxnRow,
 )
 from .buffer import BufferedTx, WriteBuffer
+from .rows import (
+    SQLITE as SQL,
+)
+from .rows import (
+    ledger_values,
+    round_from,
+    round_values,
+    session_from,
+    session_values,
+    txn_from,
+    txn_values,
+)
 from .schema import SQLITE_MIGRATIONS
 
 __all__ = ["SqliteStore"]
@@ -52,86 +64,19 @@ class _SqliteTx:
         self._x = conn.execute
 
     def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
-        row = self._x(
-            "SELECT event, fingerprint, code, status, body, balance_after, player_id, currency,"
-            " amount_minor, round_id, applied, refunded_by FROM txns"
-            " WHERE aggregator = ? AND transaction_id = ?",
-            (aggregator, transaction_id),
-        ).fetchone()
-        if row is None:
-            return None
-        return TxnRow(
-            aggregator,
-            transaction_id,
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9],
-            bool(row[10]),
-            row[11],
-        )
+        row = self._x(SQL.txn_select, (aggregator, transaction_id)).fetchone()
+        return None if row is None else txn_from(aggregator, transaction_id, row)
 
     def put_txn(self, row: TxnRow, *, new: bool) -> None:
-        values = (
-            row.event,
-            row.fingerprint,
-            row.code,
-            row.status,
-            row.body,
-            row.balance_after,
-            row.player_id,
-            row.currency,
-            row.amount_minor,
-            row.round_id,
-            int(row.applied),
-            row.refunded_by,
-            row.aggregator,
-            row.transaction_id,
-        )
-        if new:
-            self._x(
-                "INSERT INTO txns (event, fingerprint, code, status, body, balance_after,"
-                " player_id, currency, amount_minor, round_id, applied, refunded_by, aggregator,"
-                " transaction_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                values,
-            )
-        else:
-            self._x(
-                "UPDATE txns SET event=?, fingerprint=?, code=?, status=?, body=?, balance_after=?,"
-                " player_id=?, currency=?, amount_minor=?, round_id=?, applied=?, refunded_by=?"
-                " WHERE aggregator=? AND transaction_id=?",
-                values,
-            )
+        self._x(SQL.txn_insert if new else SQL.txn_update, txn_values(row))
 
     def get_session(self, session_id: str) -> SessionRow | None:
-        row = self._x(
-            "SELECT aggregator, player_id, currency, opened_us, last_seen_us, closed_us"
-            " FROM sessions WHERE session_id = ?",
-            (session_id,),
-        ).fetchone()
-        return None if row is None else SessionRow(session_id, *row)
+        row = self._x(SQL.session_select, (session_id,)).fetchone()
+        return None if row is None else session_from(session_id, row)
 
     def put_session(self, row: SessionRow, *, new: bool) -> None:
         if new:
-            self._x(
-                "INSERT INTO sessions (session_id, aggregator, player_id, currency, opened_us,"
-                " last_seen_us, closed_us) VALUES (?,?,?,?,?,?,?)",
-                (
-                    row.session_id,
-                    row.aggregator,
-                    row.player_id,
-                    row.currency,
-                    row.opened_us,
-                    row.last_seen_us,
-                    row.closed_us,
-                ),
-            )
+            self._x(SQL.session_insert, session_values(row))
         else:
             self._x(
                 "UPDATE sessions SET last_seen_us = ?, closed_us = ? WHERE session_id = ?",
@@ -173,52 +118,14 @@ class _SqliteTx:
         return delta
 
     def get_round(self, aggregator: str, round_id: str) -> RoundRow | None:
-        row = self._x(
-            "SELECT player_id, currency, bet_total, win_total, refund_total, settled_us"
-            " FROM rounds WHERE aggregator = ? AND round_id = ?",
-            (aggregator, round_id),
-        ).fetchone()
-        return None if row is None else RoundRow(aggregator, round_id, *row)
+        row = self._x(SQL.round_select, (aggregator, round_id)).fetchone()
+        return None if row is None else round_from(aggregator, round_id, row)
 
     def put_round(self, row: RoundRow, *, new: bool) -> None:
-        values = (
-            row.player_id,
-            row.currency,
-            row.bet_total,
-            row.win_total,
-            row.refund_total,
-            row.settled_us,
-            row.aggregator,
-            row.round_id,
-        )
-        if new:
-            self._x(
-                "INSERT INTO rounds (player_id, currency, bet_total, win_total, refund_total,"
-                " settled_us, aggregator, round_id) VALUES (?,?,?,?,?,?,?,?)",
-                values,
-            )
-        else:
-            self._x(
-                "UPDATE rounds SET player_id=?, currency=?, bet_total=?, win_total=?,"
-                " refund_total=?, settled_us=? WHERE aggregator=? AND round_id=?",
-                values,
-            )
+        self._x(SQL.round_insert if new else SQL.round_update, round_values(row))
 
     def add_ledger(self, entry: LedgerEntry) -> None:
-        self._x(
-            "INSERT INTO ledger (at_us, aggregator, transaction_id, kind, player_id, currency,"
-            " amount_minor, balance_after) VALUES (?,?,?,?,?,?,?,?)",
-            (
-                entry.at_us,
-                entry.aggregator,
-                entry.transaction_id,
-                entry.kind,
-                entry.player_id,
-                entry.currency,
-                entry.amount_minor,
-                entry.balance_after,
-            ),
-        )
+        self._x(SQL.ledger_insert, ledger_values(entry))
 
     def append_audit(self, entry: AuditEntry) -> int:
         row = self._x("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
