@@ -65,7 +65,7 @@ def run_demo(sample: Path, out: Path, *, show_progress: bool = True) -> DemoResu
     decisions = out / "decisions.parquet"
     options = ReplayOptions(capture_dir=sample / "capture", out=decisions, config=config)
     if show_progress:
-        from .progress import progress_bar
+        from .cli_progress import progress_bar
 
         with progress_bar("replaying sample traffic", options) as advance:
             replayed = run_replay(options, advance)

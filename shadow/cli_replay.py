@@ -121,7 +121,7 @@ def replay(
     if quiet:
         run_replay(options)
         return
-    from .progress import progress_bar, summary_table
+    from .cli_progress import progress_bar, summary_table
 
     with progress_bar("replaying", options) as advance:
         summary = run_replay(options, advance)

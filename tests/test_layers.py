@@ -28,7 +28,7 @@ THIRD_PARTY = {
     "psycopg": lambda mod: mod.startswith("wallet_core.store."),
     "psycopg_pool": lambda mod: mod.startswith("wallet_core.store."),
     "mitmproxy": lambda mod: mod.startswith("shadow."),
-    "rich": lambda mod: mod.startswith(("reports.", "shadow.cli", "replay.progress")),
+    "rich": lambda mod: mod.startswith(("reports.", "shadow.cli")),
 }
 
 
