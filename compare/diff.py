@@ -33,7 +33,7 @@ from wallet_core.money import CurrencyTable, format_amount
 from .divergence import Divergence, Kind
 from .live import RowFinding, live_findings
 from .options import CompareOptions
-from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, encode, mask
+from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, encode
 from .settlement import Settlement
 
 __all__ = ["DiffResult", "diff"]
@@ -66,17 +66,24 @@ class _Sides:
         money = rows.money()
         self.rows, self.by_round = rows, by_round
         self.money_idx = np.flatnonzero(money)
-        wtx = rows.column("transaction_id").take(pa.array(self.money_idx))
+        etx, eref = export.column("transaction_id"), export.column("ref_transaction_id")
         if by_round:
-            ev = rows.event[self.money_idx]
-            half = np.where(ev == WIN, ":win", ":bet")
+            take = pa.array(self.money_idx)
+            half = np.where(rows.event[self.money_idx] == WIN, ":win", ":bet")
             wtx = pc.binary_join_element_wise(
-                rows.column("round_id").take(pa.array(self.money_idx)), pa.array(half), ""
+                rows.column("round_id").take(take).combine_chunks(), pa.array(half), ""
             )
-        wref = rows.column("ref_transaction_id").take(pa.array(self.money_idx))
-        (wk, ek, wrk, erk), self.keys = encode(
-            wtx, export.column("transaction_id"), wref, export.column("ref_transaction_id")
-        )
+            wref = rows.column("ref_transaction_id").take(take)
+            (wk, ek, wrk, erk), self.keys = encode(wtx, etx, wref, eref)
+        else:
+            # The one hash pass over the ids: every row's transaction id (not only the money
+            # rows: no copy, and the codes serve the row-level checks too), the export's, and
+            # the refund references of both.
+            (tx, ek, ref, erk), self.keys = encode(
+                rows.column("transaction_id"), etx, rows.column("ref_transaction_id"), eref
+            )
+            rows.tx = tx
+            wk, wrk = tx[self.money_idx], ref[self.money_idx]
         self.n = k = len(self.keys)
         self.wk, self.wrk, self.erk = wk, wrk, erk
         ev = rows.event[self.money_idx]
@@ -86,10 +93,9 @@ class _Sides:
         self.recv = np.bincount(wk, minlength=k)
         self.okc = np.bincount(wk[ok], minlength=k)
         self.movedc = np.bincount(wk[moved], minlength=k)
-        order = np.argsort(wk, kind="stable")
-        uniq, first = np.unique(wk[order], return_index=True)
+        # First money row of each key: written backwards, so the first row is written last.
         self.first = np.full(k, -1, np.int64)
-        self.first[uniq] = self.money_idx[order[first]]
+        self.first[wk[::-1]] = self.money_idx[::-1]
         safe = np.maximum(self.first, 0)
         self.w_amount = rows.amount[safe]
         self.w_captured = np.where(self.first >= 0, rows.captured[safe], NO_TIME)
@@ -111,12 +117,28 @@ class _Sides:
         self.e_event = _codes(export.column("event"), _EXPORT_EVENTS)[e]
         settled = pc.fill_null(export.column("settled_at").cast(pa.int64()), NO_TIME)
         self.e_settled = np.asarray(settled.to_numpy(), np.int64)[e]
-        (wc, ec), _ = encode(rows.column("currency"), export.column("currency"))
+        wc, ec = _currency_codes(rows.column("currency"), export.column("currency"))
         self.w_cur = np.where(self.first >= 0, wc[safe], -1)
         self.e_cur = ec[e]
         ref_of = np.full(k, -1, np.int64)
         ref_of[ek] = erk
         self.e_ref = ref_of
+
+
+def _currency_codes(
+    wallet: pa.ChunkedArray, export: pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shared codes of the few currencies (nulls -1), without hashing every row twice."""
+    seen = pa.concat_arrays(
+        [pc.unique(wallet).drop_null().cast(pa.string()), pc.unique(export).drop_null()]
+    )
+    values = pc.unique(seen)
+    return _index(wallet, values), _index(export, values)
+
+
+def _index(column: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
+    index = pc.index_in(column, value_set=values)
+    return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int64)
 
 
 def _codes(column: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> np.ndarray:
@@ -253,15 +275,22 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
 
 
 def _wallet_doubles(rows: Rows) -> list[tuple[int, int, int]]:
-    """(first row, rows that moved money, amount) of every id the wallet moved twice."""
+    """(first row, rows that moved money, amount) of every id the wallet moved twice.
+
+    In the order of their first row (the order of first appearance).
+    """
     moved_idx = np.flatnonzero(rows.moved())
-    (codes,), _ = encode(rows.column("transaction_id").take(pa.array(moved_idx)))
-    counts = np.bincount(codes) if len(codes) else np.zeros(0, np.int64)
-    out = []
-    for key in np.flatnonzero(counts > 1):
-        first = int(moved_idx[np.flatnonzero(codes == key)[0]])
-        out.append((first, int(counts[key]), int(rows.amount[first])))
-    return out
+    codes = rows.tx_codes()[moved_idx]
+    if not len(codes):
+        return []
+    counts = np.bincount(codes)
+    first = np.full(len(counts), -1, np.int64)
+    first[codes[::-1]] = moved_idx[::-1]  # the last write wins: the first row
+    twice = np.flatnonzero(counts > 1)
+    twice = twice[np.argsort(first[twice], kind="stable")]
+    return [
+        (int(first[key]), int(counts[key]), int(rows.amount[first[key]])) for key in twice.tolist()
+    ]
 
 
 def _round_late(rows: Rows, opts: CompareOptions) -> tuple[np.ndarray, int]:
@@ -436,12 +465,12 @@ class _Maker:
         """Divergences anchored on rows; evidence: every capture of the same transaction."""
         if not findings:
             return []
-        t = self.rows.table
         wanted = [f.row for f in findings if f.capture_ids is None]
-        txids = pc.unique(
-            pc.drop_null(t.column("transaction_id").take(pa.array(wanted, pa.int64())))
-        )
-        same = np.flatnonzero(mask(pc.is_in(t.column("transaction_id"), value_set=txids)))
+        codes = self.rows.tx_codes()
+        wanted_codes = codes[np.asarray(wanted, np.int64)]
+        flag = np.zeros(int(codes.max(initial=-1)) + 2, dtype=bool)
+        flag[wanted_codes[wanted_codes >= 0]] = True
+        same = np.flatnonzero(flag[codes])  # code -1 reads the last slot, never set
         by_tx: dict[str, list[str]] = {}
         tx_of = self.rows.strings("transaction_id", same)
         for txid, cid in zip(tx_of, self.rows.strings("capture_id", same), strict=True):

@@ -49,7 +49,7 @@ def _group_first(keys: np.ndarray, rows: np.ndarray) -> dict[int, list[int]]:
 
 def _by_transaction(r: Rows, idx: np.ndarray) -> dict[int, list[int]]:
     """Rows grouped by transaction id; rows without one stand alone (negative keys)."""
-    (codes,), _ = encode(r.column("transaction_id").take(pa.array(idx, pa.int64())))
+    codes = r.tx_codes()[idx]
     codes = np.where(codes >= 0, codes, -1 - np.arange(len(idx)))
     return _group_first(codes, idx)
 
@@ -120,7 +120,7 @@ def _balance_chain(r: Rows, live_ok: np.ndarray) -> tuple[list[RowFinding], int]
         return [], 0
     balance = np.asarray(balance_col.to_numpy(zero_copy_only=False)[idx].astype(np.int64))
     take = pa.array(idx, pa.int64())
-    (tx,), _ = encode(t.column("transaction_id").take(take))
+    tx = r.tx_codes()[idx]
     money = ((r.event >= 0) & (r.event <= REFUND))[idx] & (tx >= 0)
     ok = live_ok[idx]
     # First accepted live answer of each transaction, and its balance.

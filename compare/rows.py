@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from replay.decision_schema import DECISION_SCHEMA
 from wallet_core.errors import InputError
 
-__all__ = ["EVENTS", "NO_TIME", "Rows", "encode", "load_decisions", "mask"]
+__all__ = ["EVENTS", "NO_TIME", "Rows", "dictionary_codes", "encode", "load_decisions", "mask"]
 
 EVENTS = ("bet", "win", "refund", "settle", "balance")
 BET, WIN, REFUND, SETTLE = 0, 1, 2, 3
@@ -41,11 +41,33 @@ REQUIRED = (
 CAPTURE_DIR_KEY = b"rgs_shadow.capture_dir"
 
 
+#: Columns of DECISION_SCHEMA nothing in compare reads: left null rather than decoded
+#: (``session_id`` alone is a string per row).  Their types are still checked.
+UNUSED = frozenset(
+    {
+        "aggregator",
+        "session_id",
+        "http_status",
+        "balance_before_minor",
+        "balance_after_minor",
+        "mode",
+        "network_duplicate",
+        "injected",
+    }
+)
+
+
 def load_decisions(path: str | Path) -> pa.Table:
-    """Read a decision file, filling absent optional columns with nulls; sorted by ``seq``."""
+    """Read a decision file, filling absent optional columns with nulls; sorted by ``seq``.
+
+    Columns in :data:`UNUSED` are read as nulls: the diff, the summary and the
+    evidence never look at them.
+    """
     path = Path(path)
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(path)
+        present = [f.name for f in DECISION_SCHEMA if f.name in schema.names]
+        table = pq.read_table(path, columns=[n for n in present if n not in UNUSED])
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (pa.ArrowException, OSError) as exc:
@@ -55,23 +77,43 @@ def load_decisions(path: str | Path) -> pa.Table:
             raise InputError(f"{path}: line 1, column {name}: missing from the decision file")
     columns = []
     for field in DECISION_SCHEMA:
-        if field.name in table.column_names:
+        if field.name in present:
+            source = schema.field(field.name).type
             try:
-                columns.append(table.column(field.name).cast(field.type))
+                if field.name in UNUSED:
+                    pa.nulls(0, source).cast(field.type)
+                    columns.append(null_column(table.num_rows, field.type))
+                else:
+                    column = table.column(field.name)
+                    if column.null_count == len(column):  # free the file's all-null buffers
+                        columns.append(null_column(table.num_rows, field.type))
+                    else:
+                        columns.append(column.cast(field.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 raise InputError(
-                    f"{path}: line 1, column {field.name}: has type "
-                    f"{table.schema.field(field.name).type}, expected {field.type}"
+                    f"{path}: line 1, column {field.name}: has type {source}, expected {field.type}"
                 ) from None
         else:
-            columns.append(pa.nulls(table.num_rows, field.type))
-    out = pa.Table.from_arrays(columns, schema=DECISION_SCHEMA.with_metadata(table.schema.metadata))
+            columns.append(null_column(table.num_rows, field.type))
+    del table
+    out = pa.Table.from_arrays(columns, schema=DECISION_SCHEMA.with_metadata(schema.metadata))
     seq = out.column("seq")
     if seq.null_count == 0 and out.num_rows > 1:
         values = seq.to_numpy()
         if (np.diff(values) < 0).any():
             out = out.take(pa.array(np.argsort(values, kind="stable")))
+    pa.default_memory_pool().release_unused()  # hand the file's decoding buffers back
     return out
+
+
+def null_column(n: int, type_: pa.DataType) -> pa.ChunkedArray:
+    """``n`` nulls of ``type_`` in almost no memory: one small chunk, repeated."""
+    size = 1 << 16
+    chunk = pa.nulls(min(n, size), type_)
+    chunks = [chunk] * (n // size)
+    if n % size or not chunks:
+        chunks.append(chunk.slice(0, n % size))
+    return pa.chunked_array(chunks, type_)
 
 
 def mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -83,19 +125,46 @@ def _ints(array: pa.Array | pa.ChunkedArray, fill: int) -> np.ndarray:
     return np.asarray(pc.fill_null(array, fill).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
+def _chunks(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    """The non-empty chunks as strings (pyarrow drops empty ones when it encodes)."""
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    return [c.cast(pa.string()) for c in chunks if len(c)]
+
+
+def dictionary_codes(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes (int64, nulls -1) of one string column, and its dictionary."""
+    (codes,), dictionary = encode(array)
+    return codes, dictionary
+
+
 def encode(*arrays: pa.Array | pa.ChunkedArray) -> tuple[list[np.ndarray], pa.Array]:
-    """Shared integer codes for string columns (nulls get -1), and the dictionary."""
-    parts = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
-    joined = pa.concat_arrays([p.cast(pa.string()) for p in parts])
-    encoded = pc.dictionary_encode(joined)
-    codes = np.asarray(
-        pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
-    )
-    out, start = [], 0
+    """Shared integer codes for string columns (nulls get -1), and the dictionary.
+
+    One hash pass over the chunks of every column as they are (no concatenated
+    copy): pyarrow's chunked ``dictionary_encode`` gives every chunk the same,
+    final dictionary, so the codes of all chunks agree.  Codes follow the order of
+    first appearance across ``arrays``.
+    """
+    parts = [_chunks(a) for a in arrays]
+    chunks = [c for part in parts for c in part]
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, pa.string()))
+    if encoded.num_chunks != len(chunks):  # never seen; the codes would not line up
+        raise AssertionError("dictionary_encode changed the chunking")
+    if encoded.num_chunks:
+        dictionary = encoded.chunk(encoded.num_chunks - 1).dictionary
+    else:
+        dictionary = pa.array([], pa.string())
+    out, chunk = [], 0
     for part in parts:
-        out.append(codes[start : start + len(part)])
-        start += len(part)
-    return out, encoded.dictionary
+        codes = np.empty(sum(len(c) for c in part), dtype=np.int64)
+        start = 0
+        for _ in part:  # filled in place: no list of pieces to concatenate
+            indices = pc.fill_null(encoded.chunk(chunk).indices, -1)
+            codes[start : start + len(indices)] = indices.to_numpy(zero_copy_only=False)
+            start += len(indices)
+            chunk += 1
+        out.append(codes)
+    return out, dictionary
 
 
 @dataclass(slots=True)
@@ -114,6 +183,8 @@ class Rows:
     late: np.ndarray
     captured: np.ndarray  # int64 microseconds, NO_TIME when null
     has_txid: np.ndarray
+    #: Per-row codes of ``transaction_id`` (see :meth:`tx_codes`), set by whoever hashes first.
+    tx: np.ndarray | None = None
 
     @classmethod
     def of(cls, table: pa.Table) -> Rows:
@@ -145,8 +216,18 @@ class Rows:
         out: np.ndarray = self.money() & self.applied & self.ok & ~self.no_money
         return out & (self.amount > 0)
 
-    def column(self, name: str) -> pa.Array:
-        return self.table.column(name).combine_chunks()
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table.column(name)
+
+    def tx_codes(self) -> np.ndarray:
+        """An integer per row naming its ``transaction_id`` (-1: none); hashed once.
+
+        The diff sets it from the dictionary it shares with the export; only the
+        codes' equality means anything, not their values.
+        """
+        if self.tx is None:
+            self.tx = dictionary_codes(self.column("transaction_id"))[0]
+        return self.tx
 
     def cell(self, name: str, row: int) -> Any:
         """One value as Python (texts and evidence only)."""

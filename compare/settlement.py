@@ -27,6 +27,7 @@ from wallet_core.errors import InputError
 from wallet_core.money import CurrencyTable, MoneyError, parse_amount
 
 from .columnmap import ColumnMap
+from .rows import dictionary_codes
 
 __all__ = ["EXPORT_SCHEMA", "Settlement", "SettlementError", "load_settlement"]
 
@@ -82,9 +83,11 @@ class _Source:
         first_line: int,
         is_csv: bool,
         rowmap: np.ndarray | None = None,
+        names: list[str] | None = None,
     ) -> None:
         self.path, self.table, self.first_line, self.is_csv = path, table, first_line, is_csv
-        self.names = [n for n in table.column_names if n != "__row"]
+        #: Every column of the file, read or not: error messages give a column's position.
+        self.names = names if names is not None else list(table.column_names)
         #: Original row of each kept row, when rows were skipped by status.
         self.rowmap = rowmap
 
@@ -110,48 +113,69 @@ def _read(path: Path, cmap: ColumnMap) -> _Source:
         fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
     if fmt == "parquet":
         try:
-            table = pq.read_table(path)
+            names = list(pq.read_schema(path).names)
+            table = pq.read_table(path, columns=_wanted(names, cmap))
         except (pa.ArrowException, OSError) as exc:
             raise SettlementError(path, None, None, None, f"not a Parquet file: {exc}") from None
-        return _Source(path, table, 1, False)
+        return _Source(path, table, 1, False, names=names)
+    names, plain = _header(path, cmap)
     try:
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(skip_rows=cmap.skip_lines, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(delimiter=cmap.delimiter),
+            # Empty cells, quoted or not, are read as nulls by the reader itself (and only
+            # empty cells: "NA" or "NULL" stay text), so no column is rewritten afterwards.
             convert_options=pacsv.ConvertOptions(
-                column_types=_all_strings(path, cmap),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
+                # Every column typed as string: amounts must never pass through a float.
+                column_types={name: pa.string() for name in names},
+                # Only the columns the map uses, when the header is plain enough to be sure
+                # of its names (no quotes): the reader then skips converting the others.
+                include_columns=_wanted(names, cmap) if plain else [],
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SettlementError(path, None, None, None, f"unreadable CSV: {text}") from None
-    return _Source(path, table, cmap.skip_lines + 2, True)
+    return _Source(path, table, cmap.skip_lines + 2, True, names=names if plain else None)
 
 
-def _all_strings(path: Path, cmap: ColumnMap) -> dict[str, pa.DataType]:
-    """Every header column typed as string: amounts must never pass through a float."""
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
+def _wanted(names: list[str], cmap: ColumnMap) -> list[str]:
+    """The columns the map uses, in file order; the others are never parsed."""
+    used = {cmap.source(field) for field in cmap.fields()}
+    return [name for name in dict.fromkeys(names) if name in used]
+
+
+def _header(path: Path, cmap: ColumnMap) -> tuple[list[str], bool]:
+    """The CSV header's column names, and whether it has no quotes (names are exact)."""
+    with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
         for _ in range(cmap.skip_lines):
             handle.readline()
         header = handle.readline().rstrip("\r\n")
     names = [n.strip('"') for n in header.split(cmap.delimiter)] if header else []
-    return {name: pa.string() for name in names}
+    return names, '"' not in header
 
 
 def _column(src: _Source, cmap: ColumnMap, name: str) -> pa.Array | None:
-    """The export column for reference field ``name`` as strings ("" read as null)."""
+    """The export column for reference field ``name`` as strings ("" read as null).
+
+    Columns stay chunked as the reader made them: joining ten million strings into
+    one buffer would copy the whole export once more for nothing.
+    """
     source = cmap.source(name)
     if not source:
         return None
     if source not in src.names:
         raise src.fail(None, source, "column is missing from the header")
-    col = src.table.column(source).combine_chunks()
+    col = src.table.column(source)
     if pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type):
         return col
     col = col.cast(pa.string())
+    if src.is_csv or not pc.any(pc.equal(col, "")).as_py():
+        return col
     return pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
 
 
@@ -197,7 +221,12 @@ def _exponents(src: _Source, currency: pa.Array, column: str, table: CurrencyTab
 def _amounts(
     src: _Source, col: pa.Array, column: str, exps: np.ndarray, cmap: ColumnMap
 ) -> np.ndarray:
-    """Exact minor units; each distinct (text, exponent) is parsed once by parse_amount."""
+    """Exact minor units; each distinct (text, exponent) is converted once.
+
+    Plainly valid texts are converted vectorized (:func:`_parse_amounts`); any
+    other goes through :func:`wallet_core.money.parse_amount`, whose message
+    names what is wrong with it.
+    """
     if pa.types.is_integer(col.type):
         return _integer_amounts(src, col.cast(pa.int64()).to_numpy(), column, exps, cmap)
     if cmap.amount_units == "integer":
@@ -206,19 +235,66 @@ def _amounts(
             row = _first(pc.invert(ok))
             raise src.fail(row, column, f"amount {col[row].as_py()!r} is not an integer")
         return _integer_amounts(src, col.cast(pa.int64()).to_numpy(), column, exps, cmap)
-    text = pc.dictionary_encode(col)
-    combined = text.indices.to_numpy(zero_copy_only=False).astype(np.int64) * 19 + exps
-    uniques, inverse = np.unique(combined, return_inverse=True)
-    words = text.dictionary.to_pylist()
-    values = np.empty(len(uniques), dtype=np.int64)
-    for i, pair in enumerate(uniques.tolist()):
+    codes, dictionary = dictionary_codes(col)
+    # Distinct (text, exponent) pairs without sorting: a presence table over pair codes.
+    combined = codes * 19 + exps
+    present = np.zeros(len(dictionary) * 19, dtype=bool)
+    present[combined] = True
+    uniques = np.flatnonzero(present)
+    slot = np.zeros(len(present), dtype=np.int64)
+    slot[uniques] = np.arange(len(uniques))
+    inverse = slot[combined]
+    words = dictionary.take(pa.array(uniques // 19))
+    values, failed = _parse_amounts(words, uniques % 19)
+    for i in failed.tolist():  # ascending: the first failing pair, as one loop would find it
         try:
-            values[i] = parse_amount(words[pair // 19], pair % 19)
+            values[i] = parse_amount(words[i].as_py(), int(uniques[i] % 19))
         except MoneyError as exc:
             row = int(np.flatnonzero(inverse == i)[0])
             raise src.fail(row, column, str(exc)) from None
-    out: np.ndarray = values[inverse.reshape(-1)]
+    out: np.ndarray = values[inverse]
     return out
+
+
+#: The plain decimal form parse_amount accepts (no sign: negatives are refused anyway).
+_PLAIN = r"^(?P<whole>0|[1-9][0-9]{0,17})(?:\.(?P<frac>[0-9]{1,18}))?$"
+
+
+def _parse_amounts(words: pa.Array, exps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minor units of distinct amount texts, vectorized where the text is plainly valid.
+
+    Texts matching :data:`_PLAIN` whose decimals fit their exponent and whose
+    value has at most 18 digits (no overflow) are converted here, the way
+    parse_amount does it: ``whole * 10**exponent + fraction padded to the
+    exponent``.  The others come back as ``failed`` indices, for
+    :func:`wallet_core.money.parse_amount` to accept or refuse with its own message.
+    """
+    values = np.zeros(len(words), dtype=np.int64)
+    if not len(words):
+        return values, np.zeros(0, dtype=np.int64)
+    parts = pc.extract_regex(words, _PLAIN)
+    ok = _bools(pc.is_valid(parts))
+    whole = pc.fill_null(pc.struct_field(parts, "whole"), "0")
+    frac = pc.fill_null(pc.struct_field(parts, "frac"), "")
+    whole_len = _ints(pc.utf8_length(whole))
+    ok &= (_ints(pc.utf8_length(frac)) <= exps) & (whole_len + exps <= 18)
+    for exp in np.unique(exps[ok]).tolist():
+        idx = np.flatnonzero(ok & (exps == exp))
+        take = pa.array(idx)
+        value = _ints(whole.take(take).cast(pa.int64())) * 10**exp
+        if exp:
+            padded = pc.utf8_rpad(frac.take(take), width=exp, padding="0")
+            value += _ints(padded.cast(pa.int64()))
+        values[idx] = value
+    return values, np.flatnonzero(~ok)
+
+
+def _bools(array: pa.Array) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _ints(array: pa.Array) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _integer_amounts(
@@ -271,13 +347,12 @@ def _timestamps(src: _Source, col: pa.Array | None, column: str, cmap: ColumnMap
 
 
 def _unique_ids(src: _Source, ids: pa.Array, column: str) -> None:
-    encoded = ids.dictionary_encode()
-    counts = np.bincount(
-        encoded.indices.to_numpy(zero_copy_only=False), minlength=len(encoded.dictionary)
-    )
+    if len(pc.unique(ids)) == len(ids):  # the common case, one hash pass and no more
+        return
+    indices, dictionary = dictionary_codes(ids)
+    counts = np.bincount(indices[indices >= 0], minlength=len(dictionary))
     if (counts > 1).any():
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        repeated = counts[indices] > 1
+        repeated = (indices >= 0) & (counts[np.maximum(indices, 0)] > 1)
         _, first = np.unique(indices[repeated], return_index=True)
         rows = np.flatnonzero(repeated)
         seen = np.zeros(len(rows), dtype=bool)
@@ -296,7 +371,8 @@ def _skip_statuses(src: _Source, cmap: ColumnMap) -> _Source:
     if pc.all(keep).as_py():
         return src
     rowmap = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
-    return _Source(src.path, src.table.filter(keep), src.first_line, src.is_csv, rowmap)
+    table = src.table.filter(keep)
+    return _Source(src.path, table, src.first_line, src.is_csv, rowmap, src.names)
 
 
 def load_settlement(
@@ -350,7 +426,9 @@ def load_settlement(
         ],
         schema=EXPORT_SCHEMA,
     )
-    return Settlement(src.path, table, "transaction")
+    del src, cols
+    pa.default_memory_pool().release_unused()  # hand the raw text columns back
+    return Settlement(Path(path).resolve(), table, "transaction")
 
 
 def _rounds_to_rows(src: _Source, cmap: ColumnMap, currencies: CurrencyTable) -> Settlement:

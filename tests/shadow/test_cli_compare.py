@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +18,7 @@ from typer.testing import CliRunner
 from compare.divergence import DIVERGENCE_SCHEMA
 from compare.testing import Scenario
 from shadow.cli import app
+from tests._server import Server, cli
 from wallet_core.audit import verify_chain
 from wallet_core.config import WalletConfig
 from wallet_core.engine import WalletCore
@@ -294,8 +297,6 @@ def test_promote_refuses_short_evidence_then_forced_with_reason(tmp_path: Path) 
 def test_promote_refuses_money_at_risk_and_accepts_clean_long_evidence(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
     open_store(url).close()
-    from datetime import timedelta
-
     bad = Scenario(step=timedelta(days=1))
     bad.clean_day(rounds=4)
     bad.bet("b-ref", 10_00, round_id="r9", code="INSUFFICIENT_FUNDS")
@@ -314,3 +315,36 @@ def test_promote_refuses_money_at_risk_and_accepts_clean_long_evidence(tmp_path:
     assert [r.entry.kind for r in store.audit_rows()][-2:] == ["mode_change", "mode_change"]
     assert verify_chain(store.audit_rows())[1] is None
     store.close()
+
+
+def test_promote_is_visible_in_audit_verify_and_in_healthz_of_a_running_server(
+    tmp_path: Path,
+) -> None:
+    """Must-show 4: a promote made while the wallet serves in shadow shows in both places."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    good = Scenario(step=timedelta(days=1))
+    good.clean_day(rounds=4)
+    evidence = _evidence(tmp_path, good)
+    with Server(url, "shadow") as server:
+        before = httpx.get(server.url + "/healthz", timeout=10).json()
+        assert before["mode"] == "shadow" and before["serving_mode"] == "shadow"
+        promoted = cli("promote", "--db", url, "--evidence", str(evidence), "--min-callbacks", "5")
+        assert promoted.returncode == 0, promoted.stderr
+        assert "wallet is live" in promoted.stdout
+        # /healthz reads the mode the store records on every call: the switch shows at once,
+        # beside the mode this process was started to serve in.
+        health = httpx.get(server.url + "/healthz", timeout=10)
+        assert health.status_code == 200
+        assert health.json()["mode"] == "live" and health.json()["serving_mode"] == "shadow"
+    verified = cli("audit", "verify", "--db", url)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "audit chain intact" in verified.stdout
+    store = open_store(url)
+    try:
+        (row,) = [r for r in store.audit_rows() if r.entry.kind == "mode_change"]
+        decision = json.loads(row.entry.decision)
+        assert decision["from"] == "shadow" and decision["to"] == "live"
+        assert decision["forced"] is False and len(decision["evidence"]["sha256"]) == 3
+        assert store.get_mode() == "live"
+    finally:
+        store.close()
