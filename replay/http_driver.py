@@ -1,9 +1,9 @@
 """Drive a running wallet over HTTP: concurrent across players, ordered within each.
 
-Each player gets its own queue and worker, so one player's callbacks reach the
-wallet strictly in captured order (a bet before its win, a retry after its
-first send) while other players proceed in parallel, up to ``concurrency``
-requests in flight.  ``--speed 1x`` keeps the captured gaps, ``Nx`` divides
+Players are spread over ``concurrency`` lanes by a stable hash; each lane is one
+ordered queue, one worker and one keep-alive connection, so one player's
+callbacks reach the wallet strictly in captured order (a bet before its win, a
+retry after its first send) while other lanes proceed in parallel.  ``--speed 1x`` keeps the captured gaps, ``Nx`` divides
 them, ``max`` sends as fast as the wallet answers.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -53,43 +54,44 @@ async def _drive(
     progress: Callable[[int], None] | None,
 ) -> None:
     assert options.target is not None
-    limits = httpx.Limits(max_connections=options.concurrency)
-    timeout = httpx.Timeout(10.0)
-    gate = asyncio.Semaphore(options.concurrency)
-    queues: dict[str, asyncio.Queue[tuple[int, Captured, str | None] | None]] = {}
-    workers: list[asyncio.Task[None]] = []
-    async with httpx.AsyncClient(
-        base_url=options.target.rstrip("/"), limits=limits, timeout=timeout
-    ) as client:
+    lanes = max(1, options.concurrency)
+    queues: list[asyncio.Queue[tuple[int, Captured, str | None] | None]] = [
+        asyncio.Queue(_QUEUE_BOUND) for _ in range(lanes)
+    ]
 
-        async def worker(queue: asyncio.Queue[tuple[int, Captured, str | None] | None]) -> None:
+    async def lane(queue: asyncio.Queue[tuple[int, Captured, str | None] | None]) -> None:
+        # One connection per lane: httpcore's pool scans every connection on every request,
+        # so many small clients are far cheaper than one client with many connections.
+        async with httpx.AsyncClient(
+            base_url=options.target.rstrip("/") if options.target else "",
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            timeout=httpx.Timeout(10.0),
+        ) as client:
             while (item := await queue.get()) is not None:
                 seq, row, marker = item
-                async with gate:
-                    row_out = await _send(client, options, seq, row, marker, router)
+                row_out = await _send(client, options, seq, row, marker, router)
                 writer.add(row_out)
                 summary.count(row_out["outcome"], row_out["code"], marker)
                 if progress is not None:
                     progress(1)
 
-        start = time.monotonic()
-        first_at: int | None = None
-        for seq, (row, marker) in enumerate(stream):
-            if options.speed:
-                first_at = row.captured_at_us if first_at is None else first_at
-                due = start + (row.captured_at_us - first_at) / 1e6 / options.speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            key = router.player(row)
-            queue = queues.get(key)
-            if queue is None:
-                queue = queues[key] = asyncio.Queue(_QUEUE_BOUND)
-                workers.append(asyncio.create_task(worker(queue)))
-            await queue.put((seq, row, marker))
-        for queue in queues.values():
-            await queue.put(None)
-        await asyncio.gather(*workers)
+    workers = [asyncio.create_task(lane(q)) for q in queues]
+    start = time.monotonic()
+    first_at: int | None = None
+    for seq, (row, marker) in enumerate(stream):
+        if options.speed:
+            first_at = row.captured_at_us if first_at is None else first_at
+            due = start + (row.captured_at_us - first_at) / 1e6 / options.speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        key = router.player(row)
+        await queues[zlib.crc32(key.encode("utf-8", "surrogatepass")) % lanes].put(
+            (seq, row, marker)
+        )
+    for queue in queues:
+        await queue.put(None)
+    await asyncio.gather(*workers)
 
 
 async def _send(
