@@ -73,7 +73,7 @@ class DecisionWriter:
     """Append rows; :meth:`close` publishes the file atomically."""
 
     def __init__(
-        self, path: str | Path, *, metadata: dict[str, str] | None = None, batch_rows: int = 50_000
+        self, path: str | Path, *, metadata: dict[str, str] | None = None, batch_rows: int = 10_000
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from wallet_core.errors import InputError
 
 __all__ = ["Captured", "CaptureReader"]
 
+_SLICE = 10_000
 #: Columns without which a captured callback cannot be replayed at all.
 REQUIRED = ("capture_id", "captured_at", "aggregator", "request_headers", "request_body")
 _COLUMNS = [
@@ -152,19 +153,24 @@ class CaptureReader:
 
     def __iter__(self) -> Iterator[Captured]:
         for table in self.tables():
-            cols = {name: table.column(name) for name in _COLUMNS}
-            stamps = pc.cast(cols["captured_at"], pa.int64()).to_pylist()
-            listed = {name: cols[name].to_pylist() for name in _COLUMNS if name != "captured_at"}
-            for i, at in enumerate(stamps):
-                yield Captured(
-                    listed["capture_id"][i],
-                    at,
-                    listed["aggregator"][i] or "",
-                    _headers(listed["request_headers"][i]),
-                    listed["request_body"][i] or b"",
-                    listed["response_status"][i],
-                    listed["response_body"][i],
-                    listed["latency_ms"][i],
-                    listed["error"][i],
-                    bool(listed["network_duplicate"][i]),
-                )
+            # Python objects for one slice at a time: an hour stays in Arrow's compact form.
+            for offset in range(0, table.num_rows, _SLICE):
+                yield from _rows(table.slice(offset, _SLICE))
+
+
+def _rows(table: pa.Table) -> Iterator[Captured]:
+    stamps = pc.cast(table.column("captured_at"), pa.int64()).to_pylist()
+    listed = {name: table.column(name).to_pylist() for name in _COLUMNS if name != "captured_at"}
+    for i, at in enumerate(stamps):
+        yield Captured(
+            listed["capture_id"][i],
+            at,
+            listed["aggregator"][i] or "",
+            _headers(listed["request_headers"][i]),
+            listed["request_body"][i] or b"",
+            listed["response_status"][i],
+            listed["response_body"][i],
+            listed["latency_ms"][i],
+            listed["error"][i],
+            bool(listed["network_duplicate"][i]),
+        )
