@@ -63,6 +63,16 @@ class Dialect(Protocol):
         """The shadow-mode answer: success with the shadow balance, whatever was decided."""
         ...
 
+    def render_both(
+        self, decision: Decision, currencies: CurrencyTable
+    ) -> tuple[HttpResponse, HttpResponse]:
+        """``(render(decision), render_mock(decision))``, exactly; shadow mode needs both.
+
+        A dialect whose two answers coincide for some decisions (a plain success, say)
+        builds that answer once and returns it twice.
+        """
+        ...
+
     def read_answer(
         self,
         status: int | None,
