@@ -7,37 +7,44 @@ server processes can share a ledger:
   transaction_id)`` *then* reads the record in a second statement (under READ
   COMMITTED each statement sees what committed before it started): 50 concurrent
   copies of one callback queue on the lock and the 49 late ones see the first's row.
+  Both statements share one round trip (pipeline mode, see :mod:`.postgres_tx`).
 * The debit is conditional (``balance + d >= 0`` in the ``UPDATE``'s ``WHERE``, which
   a waiting updater re-checks against the new row), with ``CHECK (balance >= 0)``
-  behind it.
-* Rounds are read ``FOR UPDATE``, sessions only ever move forward (``GREATEST``,
-  ``COALESCE``), and a row that does not exist yet is guarded by an advisory lock on
-  its key, so two callbacks never race to create it.
+  behind it.  The balance the engine reads (unlocked, as before) comes with the
+  session or the idempotency record, in the same statement.
+* A round is read after an advisory lock on its key, which every writer of a round
+  takes first (so no two callbacks race to create it, and the read is current);
+  sessions only ever move forward (``GREATEST``, ``COALESCE``), and a session that
+  does not exist yet is guarded by an advisory lock on its key.
 * The audit chain stays one chain: ``append_audit`` (the engine's last write) locks
-  the single ``audit_head`` row before reading the last audit row, so chaining is
-  serialized only for the tail of each transaction.
+  the single ``audit_head`` row, then, in the same round trip, one statement reads the
+  last audit row, hashes the new one in the server (the same hash as
+  :func:`~wallet_core.audit.chain_hash`) and inserts it; the lock is held from there
+  to the commit, one round trip later.
 
 Every wait is bounded: the pool wait (``pool_timeout_s``), each lock wait
-(``lock_timeout``) and each statement (``statement_timeout``).  Running out of any
+(``lock_timeout``), each statement (``statement_timeout``), and each round trip by a
+client-side guard above those (the connection is then dropped).  Running out of any
 of them, a deadlock or a lost insert race is :class:`StoreBusy` (RETRY_LATER); any
 other database failure is :class:`StorageError`.  Either way nothing was written.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
 from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
 
 from .base import SCHEMA_VERSION, AuditEntry, AuditRow, HistoryRow
-from .postgres_tx import PostgresTx
+from .postgres_tx import PREPARED, PostgresTx
 from .schema import POSTGRES_MIGRATIONS
 
 __all__ = ["PostgresStore"]
@@ -78,7 +85,14 @@ class PostgresStore:
         self.url = url
         self.durability = durability
         self._pool_timeout = pool_timeout_s
-        self._timeouts = (f"{int(lock_timeout_s * 1000)}ms", f"{int(statement_timeout_s * 1000)}ms")
+        self._timeouts = (
+            f"{int(lock_timeout_s * 1000)}ms".encode(),
+            f"{int(statement_timeout_s * 1000)}ms".encode(),
+        )
+        #: How long a transaction waits for any one answer before giving the connection up: a
+        #: guard far above the server's own bounds (lock and statement timeouts) per round trip.
+        self.guard_ms = int((4 * (lock_timeout_s + statement_timeout_s) + 5) * 1000)
+        self._prepared: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         synchronous = "off" if durability == "replay" else "on"
 
         def configure(conn: psycopg.Connection[Any]) -> None:
@@ -160,13 +174,18 @@ class PostgresStore:
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[PostgresTx]:
-        with self._connection() as conn, _mapped(), conn.transaction():
-            conn.execute(
-                "SELECT set_config('lock_timeout', %s, true),"
-                " set_config('statement_timeout', %s, true)",
-                self._timeouts,
-            )
-            yield PostgresTx(conn, self)
+        with self._connection() as conn, _mapped():
+            if conn not in self._prepared:
+                _prepare(conn)
+                self._prepared.add(conn)
+            tx = PostgresTx(conn, self)
+            try:
+                tx.begin(self._timeouts)
+                yield tx
+                tx.commit()
+            except BaseException:
+                tx.abort()
+                raise
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -181,22 +200,6 @@ class PostgresStore:
         finally:
             self._pool.putconn(conn)
 
-    def chain(self, conn: psycopg.Connection[Any], entry: AuditEntry) -> int:
-        """Chain ``entry`` after the last row; called by :meth:`PostgresTx.append_audit`.
-
-        The ``audit_head`` row lock is held to commit, so the read of the last row and
-        the insert cannot interleave with another writer's.
-        """
-        conn.execute("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
-        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, bytes(row[1]))
-        digest = chain_hash(prev, seq, entry)
-        conn.execute(
-            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            audit_values(seq, entry, prev, digest),
-        )
-        return seq
-
     def flush(self) -> None:
         """Nothing to do: every transaction commits itself."""
 
@@ -207,11 +210,7 @@ class PostgresStore:
 
     def set_mode(self, mode: str) -> None:
         with self.transaction() as tx:
-            tx.conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('mode', %s)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (mode,),
-            )
+            tx.set_meta("mode", mode)
 
     def audit_rows(self) -> Iterator[AuditRow]:
         with self._connection() as conn, _mapped(), conn.transaction():
@@ -304,6 +303,16 @@ def _mapped() -> Iterator[None]:
         raise StorageError(f"PostgreSQL: {_first_line(exc)}") from None
     except PoolTimeout:
         raise StoreBusy("the wallet is busy: no database connection in time") from None
+
+
+def _prepare(conn: psycopg.Connection[Any]) -> None:
+    """Prepare every statement of :mod:`.postgres_tx` on a connection (once in its life)."""
+    pg = conn.pgconn
+    for name, (sql, _binary) in PREPARED.items():
+        result = pg.prepare(name, sql)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            message = (result.error_message or b"").decode("utf-8", "replace").strip()
+            raise StorageError(f"PostgreSQL: cannot prepare {name.decode()}: {message}")
 
 
 def _schema_version(conn: psycopg.Connection[Any]) -> int:
