@@ -10,12 +10,25 @@ all break either the sequence or the link.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
+from typing import TYPE_CHECKING
 
-from .store.base import AuditEntry, AuditRow
+if TYPE_CHECKING:  # only annotations: the stores import this module, and the engine does too
+    from .store.base import AuditEntry, AuditRow
 
-__all__ = ["AUDIT_COLUMNS", "GENESIS", "ChainBreak", "audit_values", "chain_hash", "verify_chain"]
+__all__ = [
+    "AUDIT_COLUMNS",
+    "GENESIS",
+    "ChainBreak",
+    "audit_values",
+    "chain_hash",
+    "decision_json",
+    "headers_json",
+    "verify_chain",
+]
 
 #: The audit table's columns in the order of :func:`audit_values`.
 AUDIT_COLUMNS = (
@@ -35,6 +48,47 @@ def chain_hash(prev_hash: bytes, seq: int, entry: AuditEntry) -> bytes:
     """
     fields = (seq, *entry)
     return hashlib.sha256(prev_hash + repr(fields).encode("utf-8", "surrogatepass")).digest()
+
+
+def headers_json(headers: Mapping[str, str]) -> str:
+    """The request headers as the audit row keeps them: compact JSON, keys sorted.
+
+    Byte for byte ``json.dumps(dict(headers), sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)``, assembled around json's own string encoder because it runs for
+    every callback; anything but str keys and values takes the encoder itself.
+    """
+    items = headers.items() if type(headers) is dict else dict(headers).items()
+    try:
+        pairs = [f"{_str(k)}:{_str(v)}" for k, v in sorted(items)]
+    except TypeError:
+        return _HEADERS_JSON(dict(headers))
+    return "{" + ",".join(pairs) + "}"
+
+
+def decision_json(
+    outcome: str,
+    code: str,
+    http_status: int,
+    event: str | None,
+    transaction_id: str | None,
+    mode: str,
+    flags: tuple[str, ...],
+) -> str:
+    """The decision as the audit row keeps it: compact JSON in a fixed key order.
+
+    ``outcome``, ``code`` and ``mode`` may be StrEnum members, which format as their value.
+    """
+    return (
+        f'{{"outcome":"{outcome}","code":"{code}","http_status":{http_status},'
+        f'"event":{"null" if event is None else _str(event)},'
+        f'"transaction_id":{"null" if transaction_id is None else _str(transaction_id)},'
+        f'"mode":"{mode}","flags":[{",".join([_str(flag) for flag in flags])}]}}'
+    )
+
+
+#: What ``json.dumps(..., ensure_ascii=False)`` applies to every str.
+_str = encode_basestring
+_HEADERS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
 
 
 def audit_values(

@@ -17,11 +17,11 @@ rolls it all back and answers ``RETRY_LATER``; the core never raises.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from .audit import decision_json, headers_json
 from .clock import timestamp_us
 from .codes import HTTP_STATUS, Code
 from .config import AggregatorConfig, WalletConfig
@@ -34,10 +34,10 @@ from .store.base import AuditEntry, LedgerEntry, RoundRow, SessionRow, Store, St
 __all__ = ["Result", "WalletCore", "fingerprint"]
 
 log = logging.getLogger(__name__)
-# Built once: json.dumps with options builds a new encoder on every call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_HEADERS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
 _FALLBACK_DIALECT = GenericDialect()
+#: ``Event.X.value`` is a property lookup through the enum machinery; a dict is cheaper.
+_EVENT_NAME: dict[Event, str] = {event: event.value for event in Event}
+_blake2b = hashlib.blake2b
 
 
 class Result(NamedTuple):
@@ -47,7 +47,7 @@ class Result(NamedTuple):
 
 def fingerprint(callback: Callback) -> bytes:
     """A digest of everything that identifies a callback's content (not its timestamp)."""
-    return hashlib.blake2b(repr(callback.fingerprint_fields()).encode(), digest_size=16).digest()
+    return _blake2b(repr(callback.fingerprint_fields()).encode(), digest_size=16).digest()
 
 
 class _Rejected(Exception):
@@ -155,47 +155,53 @@ class WalletCore:
             if balance is None and session is not None and session.player_id == cb.player_id:
                 balance = tx.get_balance(session.player_id, session.currency) or 0
             before = balance
-        decision = Decision(
+        event = _EVENT_NAME[cb.event]
+        decision = Decision(  # positional (cheaper), in field order: see model.Decision
             Outcome.APPLIED if code is Code.OK else Outcome.REJECTED,
             code,
             HTTP_STATUS[code],
-            event=cb.event.value,
-            transaction_id=cb.transaction_id,
-            player_id=cb.player_id,
-            session_id=cb.session_id,
-            round_id=cb.round_id,
-            currency=session.currency if session is not None else None,
-            amount_minor=cb.amount_minor,
-            balance_before=before,
-            balance_after=balance,
-            message=message,
-            flags=tuple(flags),
-            ref_transaction_id=cb.ref_transaction_id,
+            event,
+            cb.transaction_id,
+            cb.player_id,
+            cb.session_id,
+            cb.round_id,
+            session.currency if session is not None else None,
+            cb.amount_minor,
+            before,
+            balance,
+            message,
+            tuple(flags),
+            cb.ref_transaction_id,
         )
-        dialect = agg.dialect
-        live = dialect.render(decision, self.config.currencies)
-        if cb.transaction_id is not None:
-            moved = code is Code.OK and "no_money_moved" not in flags
-            tx.put_txn(
-                TxnRow(
-                    agg.name,
-                    cb.transaction_id,
-                    cb.event.value,
-                    digest,
-                    code.value,
-                    live.status,
-                    live.body,
-                    balance,
-                    cb.player_id,
-                    cb.currency,
-                    cb.amount_minor,
-                    cb.round_id,
-                    moved,
-                    txn.refunded_by if txn is not None else None,
-                ),
-                new=txn is None,
-            )
-        return self._finish(tx, dialect, agg.name, headers, body, now_us, decision, live)
+        if cb.transaction_id is None:  # nothing to remember: _finish renders what is sent
+            return self._finish(tx, agg.dialect, agg.name, headers, body, now_us, decision)
+        # The live answer is remembered for repeats in both modes; shadow mode also sends
+        # the mock, which the dialect builds only once when the two coincide.
+        mock: HttpResponse | None = None
+        if self.mode is Mode.SHADOW:
+            live, mock = agg.dialect.render_both(decision, self.config.currencies)
+        else:
+            live = agg.dialect.render(decision, self.config.currencies)
+        tx.put_txn(
+            TxnRow(
+                agg.name,
+                cb.transaction_id,
+                event,
+                digest,
+                code,
+                live.status,
+                live.body,
+                balance,
+                cb.player_id,
+                cb.currency,
+                cb.amount_minor,
+                cb.round_id,
+                code is Code.OK and "no_money_moved" not in flags,
+                txn.refunded_by if txn is not None else None,
+            ),
+            new=txn is None,
+        )
+        return self._finish(tx, agg.dialect, agg.name, headers, body, now_us, decision, live, mock)
 
     def _repeat(
         self,
@@ -215,7 +221,7 @@ class WalletCore:
                 Outcome.REJECTED,
                 code,
                 HTTP_STATUS[code],
-                event=cb.event.value,
+                event=_EVENT_NAME[cb.event],
                 transaction_id=cb.transaction_id,
                 player_id=cb.player_id,
                 session_id=cb.session_id,
@@ -232,7 +238,7 @@ class WalletCore:
             Outcome.REPEAT,
             Code(txn.code),
             txn.status,
-            event=cb.event.value,
+            event=_EVENT_NAME[cb.event],
             transaction_id=cb.transaction_id,
             player_id=cb.player_id,
             session_id=cb.session_id,
@@ -357,7 +363,7 @@ class WalletCore:
                 TxnRow(
                     agg.name,
                     ref,
-                    Event.BET.value,
+                    _EVENT_NAME[Event.BET],
                     None,
                     None,
                     None,
@@ -374,7 +380,7 @@ class WalletCore:
             )
             flags.extend(("tombstone", "no_money_moved"))
             return balance, 0
-        if bet.event != Event.BET.value:
+        if bet.event != Event.BET:
             raise _Rejected(Code.BAD_REQUEST, "ref_transaction_id does not name a bet")
         if bet.refunded_by is not None:
             flags.extend(("already_refunded", "no_money_moved"))
@@ -464,27 +470,36 @@ class WalletCore:
         live: HttpResponse | None = None,
         mock: HttpResponse | None = None,
     ) -> Result:
-        currencies = self.config.currencies
-        if live is None:
-            live = dialect.render(decision, currencies)
-        if self.mode is Mode.LIVE:
-            sent = live
+        """Chain the audit row of ``decision``; render whichever answer is sent if not given."""
+        mode = self.mode
+        if mode is Mode.LIVE:
+            sent = live if live is not None else dialect.render(decision, self.config.currencies)
         else:
-            sent = mock if mock is not None else dialect.render_mock(decision, currencies)
+            sent = (
+                mock if mock is not None else dialect.render_mock(decision, self.config.currencies)
+            )
         oversized = len(body) > self.config.body_limit
         tx.append_audit(
-            AuditEntry(
-                at_us=now_us,
-                aggregator=aggregator,
-                kind="callback",
-                headers=_HEADERS_JSON(dict(headers)) if not oversized else "{}",
-                request=body if not oversized else b"",
-                decision=_decision_json(decision, self.mode),
-                response=sent.body,
-                player_id=decision.player_id,
-                currency=decision.currency,
-                amount_minor=decision.amount_minor,
-                balance_after=decision.balance_after,
+            AuditEntry(  # positional (cheaper), in field order: see store.base.AuditEntry
+                now_us,
+                aggregator,
+                "callback",
+                headers_json(headers) if not oversized else "{}",
+                body if not oversized else b"",
+                decision_json(
+                    decision.outcome,
+                    decision.code,
+                    decision.http_status,
+                    decision.event,
+                    decision.transaction_id,
+                    mode,
+                    decision.flags,
+                ),
+                sent.body,
+                decision.player_id,
+                decision.currency,
+                decision.amount_minor,
+                decision.balance_after,
             )
         )
         return Result(decision, sent)
@@ -497,16 +512,6 @@ def _early(code: Code, message: str, status: int | None = None) -> Decision:
 def _amount(cb: Callback) -> int:
     assert cb.amount_minor is not None
     return cb.amount_minor
-
-
-def _decision_json(decision: Decision, mode: Mode) -> str:
-    """Compact JSON of the decision; built by hand because it runs for every callback."""
-    return (
-        f'{{"outcome":"{decision.outcome.value}","code":"{decision.code.value}",'
-        f'"http_status":{decision.http_status},"event":{_COMPACT_JSON(decision.event)},'
-        f'"transaction_id":{_COMPACT_JSON(decision.transaction_id)},"mode":"{mode.value}",'
-        f'"flags":{_COMPACT_JSON(decision.flags) if decision.flags else "[]"}}}'
-    )
 
 
 def _stale(timestamp: str, now_us: int, window_us: int) -> bool:
