@@ -6,12 +6,24 @@ is bound here rather than by uvicorn so a busy port is such a line too, and so
 ``--listen 127.0.0.1:0`` works: the chosen port is printed on the ready line, which
 tests and scripts read.  uvicorn's own SIGTERM/SIGINT handling stops accepting,
 finishes the requests in flight, and returns; the store is closed after that.
+
+``--workers N`` (PostgreSQL only) forks N server processes after the store is
+checked, migrated, the mode recorded and the snapshot imported; they share the
+listening socket and each opens its own connection pool (the workers are stateless:
+every callback is one database transaction, its locks in PostgreSQL).  SQLite has
+one writer, so it is always served by one process.  The parent only supervises:
+SIGTERM or SIGINT is passed on to every worker (which finish their requests in
+flight), and when one worker ends on its own the others are stopped and the
+command fails, for the service manager to restart it.  A worker also ends when
+the parent dies (even by SIGKILL), so no worker outlives its command.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -81,10 +93,21 @@ def serve(
         Path | None,
         typer.Option("--snapshot", help="CSV player_id,currency,balance: opening balances."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Server processes sharing the socket (postgresql:// only)."),
+    ] = 1,
 ) -> None:
     """Run the wallet: callbacks on POST /rgs/{aggregator}, the operator API, /healthz."""
     if mode not in {m.value for m in Mode}:
         raise InputError(f"--mode: {mode!r} is not one of shadow, live")
+    if not 1 <= workers <= 64:
+        raise InputError(f"--workers: {workers} is not between 1 and 64")
+    if workers > 1 and not db.startswith(("postgresql://", "postgres://")):
+        raise InputError(
+            "--workers: more than one process needs a postgresql:// store"
+            " (SQLite has one writer: it is served by one process)"
+        )
     host, port = parse_listen(listen)
     wallet_config = load_config(config).require_secrets()
     token = os.environ.get(ADMIN_TOKEN_ENV) or None
@@ -97,6 +120,12 @@ def serve(
         operator = OperatorApi(store, wallet_config)
         if opening:
             operator.import_snapshot(opening, now_us())
+        if workers > 1:
+            # Fork with no pool threads and no connections alive: each worker opens its own.
+            store.close()
+            store = None
+            _supervise(workers, db, wallet_config, token, sock, mode)
+            return
         core = WalletCore(store, wallet_config, mode=Mode(mode), check_timestamps=True)
         _run(core, operator, wallet_config, token, sock, mode)
     finally:
@@ -113,6 +142,98 @@ def _record_mode(store: Store, mode: str) -> None:
             typer.echo(f"rgs-shadow serve: the store was in {previous} mode, now {mode}", err=True)
 
 
+def _supervise(
+    workers: int, db: str, config: Any, token: str | None, sock: socket.socket, mode: str
+) -> None:
+    """Fork ``workers`` servers on ``sock``; pass signals on; wait for them all."""
+    parent = os.getpid()
+    children: set[int] = set()
+    stopping = False
+
+    def stop_all(sig: int, _frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, sig if sig in (signal.SIGTERM, signal.SIGINT) else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGTERM, signal.SIGINT)}
+    failed = False
+    try:
+        for number in range(workers):
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the parent's code
+                os._exit(_worker(number, parent, db, config, token, sock, mode))
+            children.add(pid)
+        host, port = sock.getsockname()[:2]
+        admin = "on" if token else f"off (set {ADMIN_TOKEN_ENV})"
+        print(
+            f"rgs-shadow serve: listening on http://{host}:{port} mode={mode}"
+            f" operator-api={admin} workers={workers}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sock.close()  # the workers hold it; the parent only waits
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            children.discard(pid)
+            if os.waitstatus_to_exitcode(status) != 0:
+                failed = True
+            if not stopping:
+                # A worker ended on its own: stop the rest, fail, let the manager restart.
+                print(
+                    f"rgs-shadow serve: worker {pid} ended"
+                    f" (exit {os.waitstatus_to_exitcode(status)}); stopping",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                failed = True
+                stop_all(signal.SIGTERM)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed:
+        raise ConfigError("serve: a worker failed (see the messages above)")
+    print("rgs-shadow serve: stopped", file=sys.stderr, flush=True)
+
+
+def _worker(
+    number: int,
+    parent: int,
+    db: str,
+    config: Any,
+    token: str | None,
+    sock: socket.socket,
+    mode: str,
+) -> int:
+    """One forked server process; its exit status."""
+    try:
+        os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the parent only, which passes it on
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            return 1
+        store = open_store(db, **_store_options(db))
+        try:
+            core = WalletCore(store, config, mode=Mode(mode), check_timestamps=True)
+            _run(core, OperatorApi(store, config), config, token, sock, mode, announce=False)
+        finally:
+            store.close()
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - a worker reports and exits, never unwinds
+        print(f"rgs-shadow serve: worker {number}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        sys.stderr.flush()
+
+
 def _run(
     core: WalletCore,
     operator: OperatorApi,
@@ -120,6 +241,8 @@ def _run(
     token: str | None,
     sock: socket.socket,
     mode: str,
+    *,
+    announce: bool = True,
 ) -> None:
     import uvicorn
 
@@ -150,15 +273,17 @@ def _run(
     )
     host, port = sock.getsockname()[:2]
     admin = "on" if token else f"off (set {ADMIN_TOKEN_ENV})"
-    print(
-        f"rgs-shadow serve: listening on http://{host}:{port} mode={mode} operator-api={admin}",
-        file=sys.stderr,
-        flush=True,
-    )
+    if announce:
+        print(
+            f"rgs-shadow serve: listening on http://{host}:{port} mode={mode} operator-api={admin}",
+            file=sys.stderr,
+            flush=True,
+        )
     server.run(sockets=[sock])
     if not server.started:
         raise ConfigError("serve: the server did not start (see the messages above)")
-    print("rgs-shadow serve: stopped", file=sys.stderr, flush=True)
+    if announce:
+        print("rgs-shadow serve: stopped", file=sys.stderr, flush=True)
 
 
 def register(app: typer.Typer) -> None:
