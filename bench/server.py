@@ -181,9 +181,11 @@ def open_accounts(server: Server) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
+    """User plus system CPU time so far of a process and its children (``serve --workers``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def load(requests: Path, port: int, mode: str, skip: int, **opts: Any) -> dict[str, Any]:
@@ -199,7 +201,8 @@ def load(requests: Path, port: int, mode: str, skip: int, **opts: Any) -> dict[s
 def measure(db: str, requests: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Open loop then closed loop against one fresh live server on ``db``."""
     opened = int(args.rate * args.seconds)
-    with Server(db, "live") as server:
+    workers = args.workers if db.startswith("postgresql") else 1
+    with Server(db, "live", "--workers", str(workers)) as server:
         open_accounts(server)
         port = int(server.url.rsplit(":", 1)[1])
         load(requests, port, "closed", 0, count=WARMUP, connections=args.connections, seconds=60)
@@ -247,6 +250,9 @@ def main() -> None:
     parser.add_argument("--open-connections", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument("--pool", type=int, default=0, help="distinct callbacks (default: enough)")
     parser.add_argument("--pgbench-scale", type=int, default=0, help="default: --connections")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="serve --workers on PostgreSQL (SQLite: 1)"
+    )
     args = parser.parse_args()
     print(machine(), flush=True)
     work = Path(tempfile.mkdtemp(prefix="rgs-bench-server-"))
@@ -276,7 +282,10 @@ def main() -> None:
             pg.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{version}; wallet server: uvicorn, 1 process, PostgreSQL pool 10")
+    print(
+        f"{version}; wallet server: uvicorn, SQLite 1 process, PostgreSQL {args.workers}"
+        " worker processes (serve --workers) with a pool of 10 each"
+    )
     print(
         f"load: {pool:,} distinct pre-signed callbacks (bench/engine.py mix, {PLAYERS} players), "
         f"{args.seconds:g} s per load, a fresh live server and database per store"
