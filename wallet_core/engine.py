@@ -12,6 +12,8 @@ Order of checks (each a rule of PROTOCOL.md section 1, see :mod:`.policies`):
 Everything from step 2 on runs in one store transaction together with the
 idempotency row, ledger entry, round state and audit row.  Any storage failure
 rolls it all back and answers ``RETRY_LATER``; the core never raises.
+A row read from the store is the engine's to change until it is put back; after
+``put_*`` it is not touched again (the replay buffer keeps the object as given).
 """
 
 from __future__ import annotations

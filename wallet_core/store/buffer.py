@@ -9,12 +9,15 @@ shared state and the pending batch.  A callback that fails simply drops its
 overlay, exactly as a rolled-back transaction would.
 
 Rows handed to the engine are copies, because the engine mutates rows before
-writing them back and a failed callback must not leave a mutated row behind.
+writing them back and a failed callback must not leave a mutated row behind.  Rows
+the engine writes are kept as given: by the :class:`~.base.StoreTx` contract a
+row is not touched after it was put.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
@@ -22,7 +25,6 @@ from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
 from .base import AuditEntry, LedgerEntry, RoundRow, SessionRow, TxnRow
 from .rows import SQLITE as SQL
 from .rows import (
-    ledger_values,
     round_from,
     round_values,
     session_from,
@@ -49,21 +51,22 @@ _UPSERTS = {
     "adjustments": "INSERT OR REPLACE INTO adjustments (reference, balance_after) VALUES (?,?)",
 }
 _TABLES = tuple(_UPSERTS)
+_AUDIT_INSERT = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({','.join('?' * 14)})"
 
 
-def _row_values(table: str, key: Any, value: Any) -> tuple[Any, ...]:
-    """Values in the order of ``_UPSERTS[table]``."""
+def _values(table: str, rows: dict[Any, Any]) -> Iterable[tuple[Any, ...]]:
+    """The pending ``rows`` of ``table`` as parameters of ``_UPSERTS[table]``."""
     if table == "accounts":
-        return (*key, value)
+        return [(player, currency, balance) for (player, currency), balance in rows.items()]
     if table == "players":
-        return (key, int(value))
+        return [(key, int(blocked)) for key, blocked in rows.items()]
     if table == "adjustments":
-        return (key, value)
+        return rows.items()
     if table == "sessions":
-        return session_values(value)
+        return map(session_values, rows.values())
     if table == "rounds":
-        return round_values(value)
-    return txn_values(value)
+        return map(round_values, rows.values())
+    return map(txn_values, rows.values())
 
 
 class WriteBuffer:
@@ -124,10 +127,11 @@ class WriteBuffer:
         return self.head
 
     def merge(self, tx: BufferedTx) -> None:
+        cache, pending = self.cache, self.pending
         for table, writes in tx.over.items():
             if writes:
-                self.cache[table].update(writes)
-                self.pending[table].update(writes)
+                cache[table].update(writes)
+                pending[table].update(writes)
         self.ledger.extend(tx.ledger)
         self.audit.extend(tx.audit)
         if tx.head is not None:
@@ -137,25 +141,17 @@ class WriteBuffer:
         """Write every pending change in one SQLite transaction (the caller holds the lock)."""
         if not (self.ledger or self.audit or any(self.pending.values())):
             return
-        x = self.conn.execute
+        x, many = self.conn.execute, self.conn.executemany
         x("BEGIN IMMEDIATE")
         try:
             for table in _TABLES:
                 rows = self.pending[table]
                 if rows:
-                    self.conn.executemany(
-                        _UPSERTS[table], [_row_values(table, k, v) for k, v in rows.items()]
-                    )
+                    many(_UPSERTS[table], _values(table, rows))
             if self.ledger:
-                self.conn.executemany(
-                    SQL.ledger_insert,
-                    self.ledger,
-                )
+                many(SQL.ledger_insert, self.ledger)
             if self.audit:
-                self.conn.executemany(
-                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({','.join('?' * 14)})",
-                    self.audit,
-                )
+                many(_AUDIT_INSERT, self.audit)
             x("COMMIT")
         except BaseException:
             x("ROLLBACK")
@@ -199,9 +195,12 @@ class BufferedTx:
         self.head = None
 
     def _get(self, table: str, key: Any) -> Any:
+        """This callback's own write, else the committed value (cache first, then SQLite)."""
         value = self.over[table].get(key, _MISSING)
         if value is _MISSING:
-            value = self.buffer.load(table, key)
+            value = self.buffer.cache[table].get(key, _MISSING)
+            if value is _MISSING:
+                value = self.buffer.load(table, key)
         return value
 
     def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
@@ -216,7 +215,7 @@ class BufferedTx:
         return None if row is None else row.clone()
 
     def put_session(self, row: SessionRow, *, new: bool) -> None:
-        self.over["sessions"][row.session_id] = row.clone()
+        self.over["sessions"][row.session_id] = row
 
     def player_blocked(self, player_id: str) -> bool:
         return bool(self._get("players", player_id))
@@ -229,11 +228,11 @@ class BufferedTx:
         return value
 
     def move(self, player_id: str, currency: str, delta: int) -> int | None:
-        current = self._get("accounts", (player_id, currency))
-        after = (current or 0) + delta
+        key = (player_id, currency)
+        after = (self._get("accounts", key) or 0) + delta
         if after < 0:
             return None
-        self.over["accounts"][(player_id, currency)] = after
+        self.over["accounts"][key] = after
         return after
 
     def get_round(self, aggregator: str, round_id: str) -> RoundRow | None:
@@ -241,10 +240,10 @@ class BufferedTx:
         return None if row is None else row.clone()
 
     def put_round(self, row: RoundRow, *, new: bool) -> None:
-        self.over["rounds"][(row.aggregator, row.round_id)] = row.clone()
+        self.over["rounds"][(row.aggregator, row.round_id)] = row
 
     def add_ledger(self, entry: LedgerEntry) -> None:
-        self.ledger.append(ledger_values(entry))
+        self.ledger.append(entry)  # a NamedTuple: already the parameters of ledger_insert
 
     def append_audit(self, entry: AuditEntry) -> int:
         prev_seq, prev_hash = self.head or self.buffer.audit_head()

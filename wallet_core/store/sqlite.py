@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -203,7 +203,11 @@ class SqliteStore:
             raise StorageError(f"cannot use SQLite database {self.path}: {exc}") from None
         self._tx = _SqliteTx(self._conn)
         self._buffer = WriteBuffer(self._conn) if durability == "replay" else None
-        self._buffered_tx = BufferedTx(self._buffer) if self._buffer is not None else None
+        self._buffered_scope = (
+            _BufferedScope(self, self._buffer, BufferedTx(self._buffer))
+            if self._buffer is not None
+            else None
+        )
 
     # -- schema -----------------------------------------------------------------------------
     def _has_tables(self) -> bool:
@@ -244,19 +248,24 @@ class SqliteStore:
         return applied
 
     # -- transactions -----------------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[StoreTx]:
+    def transaction(self) -> AbstractContextManager[StoreTx]:
+        if self._buffered_scope is not None:
+            return self._buffered_scope
+        return self._sql_transaction()
+
+    def _acquire(self) -> None:
         if not self._lock.acquire(timeout=self._lock_timeout):
             raise StoreBusy("the wallet is busy: lock wait exceeded")
+
+    @contextmanager
+    def _sql_transaction(self) -> Iterator[StoreTx]:
+        self._acquire()
         try:
-            if self._buffer is not None and self._buffered_tx is not None:
-                yield from self._buffered_transaction(self._buffer, self._buffered_tx)
-            else:
-                yield from self._sql_transaction()
+            yield from self._sql_statements()
         finally:
             self._lock.release()
 
-    def _sql_transaction(self) -> Iterator[StoreTx]:
+    def _sql_statements(self) -> Iterator[StoreTx]:
         x = self._conn.execute
         try:
             x("BEGIN IMMEDIATE")
@@ -281,16 +290,25 @@ class SqliteStore:
                 pass
             raise _storage_error(exc) from None
 
-    def _buffered_transaction(self, buffer: WriteBuffer, tx: BufferedTx) -> Iterator[StoreTx]:
+    def _buffered_enter(self, tx: BufferedTx) -> BufferedTx:
+        self._acquire()
         tx.reset()
+        return tx
+
+    def _buffered_exit(
+        self, buffer: WriteBuffer, tx: BufferedTx, exc: BaseException | None
+    ) -> None:
+        """Merge a finished callback (flushing every ``group_size``); drop a failed one."""
         try:
-            yield tx
-        except sqlite3.Error as exc:
-            raise _storage_error(exc) from None
-        buffer.merge(tx)
-        self._in_group += 1
-        if self._in_group >= self._group_size:
-            self._flush_buffer(buffer)
+            if exc is None:
+                buffer.merge(tx)
+                self._in_group += 1
+                if self._in_group >= self._group_size:
+                    self._flush_buffer(buffer)
+            elif isinstance(exc, sqlite3.Error):
+                raise _storage_error(exc) from None
+        finally:
+            self._lock.release()
 
     def _flush_buffer(self, buffer: WriteBuffer) -> None:
         self._in_group = 0
@@ -393,6 +411,27 @@ class SqliteStore:
             self.flush()
         finally:
             self._conn.close()
+
+
+class _BufferedScope:
+    """``SqliteStore.transaction()`` in replay durability, one object reused per store.
+
+    A class rather than a ``@contextmanager`` generator, which costs several times
+    more to enter and leave, for every callback of a replay.
+    """
+
+    __slots__ = ("_buffer", "_store", "_tx")
+
+    def __init__(self, store: SqliteStore, buffer: WriteBuffer, tx: BufferedTx) -> None:
+        self._store, self._buffer, self._tx = store, buffer, tx
+
+    def __enter__(self) -> StoreTx:
+        return self._store._buffered_enter(self._tx)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._store._buffered_exit(self._buffer, self._tx, exc)
 
 
 def _blob(value: object) -> bytes:
