@@ -8,6 +8,7 @@ names the field.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -31,6 +32,36 @@ _EVENTS = {e.value: e for e in Event}
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|z|\+00:00)")
 _MAX_ID = 128
 _JSON_HEADERS = (("content-type", "application/json"),)
+
+
+_BLOCK = 64  # SHA-256's block size in bytes
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+@functools.lru_cache(maxsize=64)
+def _keyed(secret: bytes) -> tuple[Any, Any]:
+    """SHA-256 after the inner and after the outer padded key of HMAC (RFC 2104).
+
+    ``hmac.new`` redoes this key setup for every message; an aggregator's secret
+    does not change, so it is done once per secret and each callback copies the states.
+    """
+    key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+
+
+def _hmac_sha256_hex(secret: bytes, body: bytes) -> str:
+    """``hmac.new(secret, body, hashlib.sha256).hexdigest()``, from the cached key states."""
+    if type(secret) is not bytes:  # unhashable or unusual: the library computes it
+        return hmac.new(secret, body, hashlib.sha256).hexdigest()
+    inner, outer = _keyed(secret)
+    inner = inner.copy()
+    inner.update(body)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    hexdigest: str = outer.hexdigest()
+    return hexdigest
 
 
 def _reject_constant(name: str) -> Any:
@@ -102,11 +133,11 @@ class GenericDialect:
         given = headers.get(SIGNATURE_HEADER)
         if not given or not given.startswith(_PREFIX):
             return False
-        expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        expected = _hmac_sha256_hex(secret, body)
         return hmac.compare_digest(expected.encode(), given[len(_PREFIX) :].strip().encode())
 
     def sign(self, body: bytes, secret: bytes) -> dict[str, str]:
-        digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        digest = _hmac_sha256_hex(secret, body)
         return {"content-type": "application/json", SIGNATURE_HEADER: _PREFIX + digest}
 
     def parse(self, body: bytes, currencies: CurrencyTable) -> Callback:
