@@ -183,6 +183,10 @@ class SqliteStore:
         self._in_group = 0
         x = self._conn.execute
         try:
+            if durability == "replay":
+                # Before anything is written (a no-op on an existing file): larger pages mean
+                # fewer B-tree pages touched per flush of a few thousand rows (~10 % of it).
+                x("PRAGMA page_size=16384")
             x("PRAGMA journal_mode=WAL")
             x("PRAGMA synchronous=" + ("FULL" if durability == "live" else "OFF"))
             x("PRAGMA foreign_keys=OFF")
