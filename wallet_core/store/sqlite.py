@@ -7,8 +7,8 @@ Two durability modes:
 * ``replay``: the ledger is a disposable scratch file owned by one process, so
   the working state lives in memory (:mod:`.buffer`) and reaches SQLite every
   ``group_size`` callbacks in one transaction, with ``synchronous=OFF`` and an
-  exclusive lock.  Each callback is still all-or-nothing (an overlay that only a
-  finished callback merges); a crash loses at most the unflushed group.
+  exclusive lock.  Each callback is still all-or-nothing (a failed one is undone
+  from its undo log); a crash loses at most the unflushed group.
 
 One connection serves all threads, behind a lock whose wait is bounded: a
 request that cannot get it in time gets :class:`StoreBusy` (RETRY_LATER).
@@ -296,21 +296,22 @@ class SqliteStore:
 
     def _buffered_enter(self, tx: BufferedTx) -> BufferedTx:
         self._acquire()
-        tx.reset()
+        tx.begin()
         return tx
 
     def _buffered_exit(
         self, buffer: WriteBuffer, tx: BufferedTx, exc: BaseException | None
     ) -> None:
-        """Merge a finished callback (flushing every ``group_size``); drop a failed one."""
+        """Keep a finished callback (flushing every ``group_size``); undo a failed one."""
         try:
             if exc is None:
-                buffer.merge(tx)
                 self._in_group += 1
                 if self._in_group >= self._group_size:
                     self._flush_buffer(buffer)
-            elif isinstance(exc, sqlite3.Error):
-                raise _storage_error(exc) from None
+            else:
+                tx.rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise _storage_error(exc) from None
         finally:
             self._lock.release()
 
