@@ -65,7 +65,7 @@ class Callback(NamedTuple):
     def fingerprint_fields(self) -> tuple[object, ...]:
         """Everything but ``timestamp``: a retry may be re-stamped, not changed."""
         return (
-            self.event.value,
+            self.event._value_,  # the plain str (``.value`` is a slower enum property)
             self.session_id,
             self.player_id,
             self.currency,
