@@ -190,7 +190,7 @@ class WalletCore:
                 cb.transaction_id,
                 event,
                 digest,
-                code,
+                code._value_,  # the plain str: sqlite3 binds a str subclass on a slow path
                 live.status,
                 live.body,
                 balance,
