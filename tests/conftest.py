@@ -37,6 +37,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def pg_store_url(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database (skips, or fails in CI, without a server)."""
+    return _pg.fresh_database_url(request)
+
+
+@pytest.fixture
 def make_store(store_url: str) -> Iterator[Callable[..., Store]]:
     """Opens stores on ``store_url`` and closes them all at the end of the test."""
     opened: list[Store] = []

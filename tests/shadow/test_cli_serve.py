@@ -133,3 +133,63 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path) -> None:
         assert count == 1
     finally:
         store.close()
+
+
+def test_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
+    result = cli(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--mode",
+        "live",
+        "--db",
+        f"sqlite:///{tmp_path / 'w.db'}",
+        "--workers",
+        "2",
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_workers_share_one_ledger_and_stop_cleanly(pg_store_url: str, tmp_path: Path) -> None:
+    snapshot = snapshot_file(tmp_path / "open.csv", [("p1", "EUR", "10.00")])
+    server = Server(pg_store_url, "live", "--snapshot", str(snapshot), "--workers", "2").start()
+    try:
+        assert (
+            server.admin(
+                "POST",
+                "/admin/sessions",
+                json={
+                    "session_id": "s1",
+                    "player_id": "p1",
+                    "currency": "EUR",
+                    "aggregator": "default",
+                },
+            ).status_code
+            == 201
+        )
+        factory = CallbackFactory(
+            defaults={"session_id": "s1", "player_id": "p1", "currency": "EUR"}
+        )
+        answers = []
+        with httpx.Client(timeout=10) as client:
+            for i in range(40):  # new connections land on either worker
+                headers, body = factory.make(
+                    "bet", transaction_id=f"t{i}", amount="1.00", round_id="r1"
+                )
+                answers.append(
+                    client.post(
+                        server.url + "/rgs/default",
+                        content=body,
+                        headers={**headers, "connection": "close"},
+                    ).status_code
+                )
+        assert answers.count(200) == 10 and answers.count(402) == 30
+        assert server.balance_minor("p1") == "0.00"
+    finally:
+        code = server.stop()
+    assert code == 0
+    done = cli("audit", "verify", "--db", pg_store_url)
+    assert done.returncode == 0, done.stdout + done.stderr
