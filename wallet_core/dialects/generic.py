@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any
@@ -69,7 +69,10 @@ def _reject_constant(name: str) -> Any:
 
 
 #: Built once: ``json.loads`` with options builds a new decoder on every call.
-_DECODE = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant).decode
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_DECODE = _DECODER.decode
+#: The scanner ``decode`` itself calls (an attribute JSONDecoder sets; not in typeshed).
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _loads(body: bytes) -> Any:
@@ -77,10 +80,18 @@ def _loads(body: bytes) -> Any:
 
     ``json.loads`` detects the encoding of bytes (UTF-8/16/32, BOMs); a body that
     starts with ``{"`` can only be UTF-8 by its rules, so the detection is skipped.
+    A body that is one object from its first to its last character (no surrounding
+    whitespace) is scanned directly; anything else takes the full decoder, which
+    skips whitespace and reports extra data.
     """
-    if body[:2] == b'{"':
-        return _DECODE(body.decode("utf-8", "surrogatepass"))
-    return _DECODE(body.decode(json.detect_encoding(body), "surrogatepass"))
+    if body[:2] != b'{"':
+        return _DECODE(body.decode(json.detect_encoding(body), "surrogatepass"))
+    text = body.decode("utf-8", "surrogatepass")
+    try:
+        doc, end = _SCAN(text, 0)
+    except StopIteration:  # a value missing: the decoder raises its own error for it
+        end = -1
+    return doc if end == len(text) else _DECODE(text)
 
 
 def _text(value: Any, name: str, required: bool) -> str | None:
