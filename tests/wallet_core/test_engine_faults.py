@@ -90,35 +90,37 @@ SCENARIOS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def _prepared(folder: Path) -> tuple[FaultyStore, Wallet]:
+def _prepared(folder: Path, durability: str = "live") -> tuple[FaultyStore, Wallet]:
     folder.mkdir(parents=True, exist_ok=True)
     wallet = make_wallet(folder / "w.db")
     wallet.send("bet", transaction_id="t0", amount="5.00", round_id="r0")
     wallet.store.close()
-    store = FaultyStore(folder / "w.db")
+    store = FaultyStore(folder / "w.db", durability=durability)  # type: ignore[arg-type]
     wallet.store = store
     wallet.core = WalletCore(store, WalletConfig.single(), mode=Mode.LIVE)
     return store, wallet
 
 
-def _write_path(folder: Path, event: str, fields: dict[str, str]) -> list[str]:
+def _write_path(folder: Path, event: str, fields: dict[str, str], durability: str) -> list[str]:
     """The writes one successful callback makes, in order."""
-    store, wallet = _prepared(folder)
+    store, wallet = _prepared(folder, durability)
     store.fail_at = 10_000
     wallet.send(event, **fields)
     store.close()
     return list(store.seen)
 
 
+@pytest.mark.parametrize("durability", ["live", "replay"])
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_fault_between_any_two_writes_leaves_nothing_and_retry_applies_once(
-    tmp_path: Path, scenario: str
+    tmp_path: Path, scenario: str, durability: str
 ) -> None:
+    """In replay durability the fault hits the write-behind buffer, which must undo it too."""
     event, fields = SCENARIOS[scenario]
-    path = _write_path(tmp_path / "count", event, fields)
+    path = _write_path(tmp_path / "count", event, fields, durability)
     assert "append_audit" in path and len(path) >= 2
     for fail_at in range(len(path)):
-        store, wallet = _prepared(tmp_path / f"{fail_at}")
+        store, wallet = _prepared(tmp_path / f"{fail_at}", durability)
         before = snapshot(store)
         store.fail_at = fail_at
         result = wallet.send(event, **fields)
