@@ -73,7 +73,7 @@ def _values(table: str, rows: dict[Any, Any]) -> Iterable[tuple[Any, ...]]:
 class WriteBuffer:
     """Cached state, pending writes, and the audit head of one replay store."""
 
-    def __init__(self, conn: sqlite3.Connection, max_cached: int = 500_000) -> None:
+    def __init__(self, conn: sqlite3.Connection, max_cached: int = 100_000) -> None:
         self.conn = conn
         self.max_cached = max_cached
         #: Per table: every value known (committed, or written by a finished callback).
@@ -152,10 +152,10 @@ class WriteBuffer:
             rows.clear()
         self.ledger.clear()
         self.audit.clear()
-        if any(len(c) > self.max_cached for c in self.cache.values()):
-            for cache in self.cache.values():
+        for table, cache in self.cache.items():
+            if len(cache) > self.max_cached:  # bounded memory: this table reads SQLite again
                 cache.clear()
-            self.complete.clear()
+                self.complete.discard(table)
 
     def forget(self) -> None:
         """Drop everything unflushed and every cache (after a failed flush)."""

@@ -192,7 +192,7 @@ class SqliteStore:
             x("PRAGMA foreign_keys=OFF")
             if durability == "replay":
                 x("PRAGMA locking_mode=EXCLUSIVE")
-                x("PRAGMA cache_size=-65536")
+                x("PRAGMA cache_size=-16384")
             version = self.schema_version()
             self.migrations_applied = 0
             if migrate or (version == 0 and create and not self._has_tables()):
