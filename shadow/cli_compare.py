@@ -75,30 +75,11 @@ def compare(
 ) -> None:
     """Diff decisions against live answers and the settlement export (exit 1: money at risk)."""
     try:
-        from compare.columnmap import parse_column_map
-        from compare.diff import diff
-        from compare.options import parse_compare_options
-        from compare.rows import load_decisions
-        from compare.settlement import load_settlement
-        from compare.summary import build_summary
-        from compare.writer import divergence_dicts, sort_divergences, write_evidence
+        from compare.run import run_compare
+        from compare.writer import divergence_dicts, sort_divergences
         from wallet_core.config import load_config
 
-        cfg = load_config(config)
-        opts = parse_compare_options(cfg.sections.get("compare"))
-        cmap = parse_column_map(cfg.sections.get("settlement"))
-        table = load_decisions(decisions)
-        export = load_settlement(settlement, cfg.currencies, cmap)
-        result = diff(table, export, cfg.currencies, opts)
-        summary = build_summary(
-            result,
-            table,
-            decisions_path=decisions,
-            settlement_path=export.path,
-            currencies=cfg.currencies,
-            opts=opts,
-        )
-        write_evidence(out, result.divergences, summary)
+        result, summary = run_compare(decisions, settlement, out, load_config(config))
     except ShadowError as exc:
         raise _fail(str(exc)) from None
     if as_json:

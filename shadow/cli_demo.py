@@ -44,13 +44,7 @@ class DemoResult:
 
 def run_demo(sample: Path, out: Path, *, show_progress: bool = True) -> DemoResult:
     """Run replay and compare on ``sample`` into ``out``; the report is rendered by the caller."""
-    from compare.columnmap import parse_column_map
-    from compare.diff import diff
-    from compare.options import parse_compare_options
-    from compare.rows import load_decisions
-    from compare.settlement import load_settlement
-    from compare.summary import build_summary
-    from compare.writer import write_evidence
+    from compare.run import run_compare
     from replay.run import ReplayOptions, run_replay
     from wallet_core.config import load_config
 
@@ -71,24 +65,8 @@ def run_demo(sample: Path, out: Path, *, show_progress: bool = True) -> DemoResu
             replayed = run_replay(options, advance)
     else:
         replayed = run_replay(options)
-    opts = parse_compare_options(config.sections.get("compare"))
-    table = load_decisions(decisions)
-    export = load_settlement(
-        sample / "settlement.csv",
-        config.currencies,
-        parse_column_map(config.sections.get("settlement")),
-    )
-    result = diff(table, export, config.currencies, opts)
-    summary = build_summary(
-        result,
-        table,
-        decisions_path=decisions,
-        settlement_path=export.path,
-        currencies=config.currencies,
-        opts=opts,
-    )
     divergences = out / "divergences"
-    write_evidence(divergences, result.divergences, summary)
+    result, _ = run_compare(decisions, sample / "settlement.csv", divergences, config)
     found = sorted({(str(d.kind), d.transaction_id or "") for d in result.divergences})
     expected_doc = json.loads((sample / "expected.json").read_text())
     expected = sorted({(e["kind"], e["transaction_id"]) for e in expected_doc})
