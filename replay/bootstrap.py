@@ -44,6 +44,9 @@ def opening_balances(rows: Iterable[Captured], config: WalletConfig) -> OpeningB
         agg = config.aggregators.get(row.aggregator)
         if agg is None:
             continue
+        seen = agg.dialect.routing_key(row.body)
+        if seen in opening:  # resolved already: skip the full parse (most rows)
+            continue
         try:
             cb = agg.dialect.parse(row.body, config.currencies)
         except ParseError:

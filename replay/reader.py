@@ -44,18 +44,23 @@ _COLUMNS = [
 
 @dataclass(slots=True)
 class Captured:
-    """One captured callback, as replay needs it (headers lower-cased)."""
+    """One captured callback, as replay needs it."""
 
     capture_id: str
     captured_at_us: int
     aggregator: str
-    headers: dict[str, str]
+    request_headers: str | None
     body: bytes
     response_status: int | None
     response_body: bytes | None
     latency_ms: float | None
     error: str | None
     network_duplicate: bool
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The request headers, lower-cased; parsed on use (the bootstrap pass never needs them)."""
+        return _headers(self.request_headers)
 
 
 def _hour_of(path: Path, root: Path) -> tuple[str, str] | None:
@@ -166,7 +171,7 @@ def _rows(table: pa.Table) -> Iterator[Captured]:
             listed["capture_id"][i],
             at,
             listed["aggregator"][i] or "",
-            _headers(listed["request_headers"][i]),
+            listed["request_headers"][i],
             listed["request_body"][i] or b"",
             listed["response_status"][i],
             listed["response_body"][i],
