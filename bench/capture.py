@@ -166,6 +166,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -201,6 +207,8 @@ def main() -> None:
         ],
     }
     procs: list[subprocess.Popen[bytes]] = []
+    pids: dict[str, int] = {}
+    cpu: dict[str, float] = dict.fromkeys(ports, 0.0)
     try:
         upstream = subprocess.Popen(
             [
@@ -217,6 +225,7 @@ def main() -> None:
         for name, port in ports.items():
             proc = subprocess.Popen(_mitmdump(port, up, extras[name]))
             procs.append(proc)
+            pids[name] = proc.pid
             _wait_listening(port, proc)
         targets = {"direct": up, **ports}
         for port in targets.values():  # warm-up: imports, connection setup, JIT-free paths
@@ -230,7 +239,9 @@ def main() -> None:
             order = list(ports.items())
             order = order[r % len(order) :] + order[: r % len(order)]  # no variant always first
             for i, (name, port) in enumerate(order):
+                before = _cpu_s(pids[name])
                 lat = asyncio.run(_load(port, args.seconds, args.connections, r * 10 + i))
+                cpu[name] += _cpu_s(pids[name]) - before
                 samples[name] += lat
                 elapsed[name] += args.seconds
                 per_round[name].append(len(lat) / args.seconds)
@@ -265,6 +276,16 @@ def main() -> None:
         f"per-round capture/none: {', '.join(f'{x:.3f}' for x in ratios)} "
         f"(median {statistics.median(ratios):.3f}); noop/none, which should be 1: "
         f"{', '.join(f'{x:.3f}' for x in noise)}"
+    )
+    # CPU per proxied request barely depends on the neighbours' load, unlike throughput:
+    # the capture thread's work (the compactor) is inside the same process and counted too.
+    per_req = {name: cpu[name] / max(len(samples[name]), 1) * 1e6 for name in ports}
+    print(
+        "proxy CPU per request: "
+        + ", ".join(f"{name} {us:,.0f} us" for name, us in per_req.items())
+        + f"; capture/none CPU cost {per_req['capture'] / per_req['none'] - 1:+.1%}"
+        + f" (noop/none {per_req['noop'] / per_req['none'] - 1:+.1%},"
+        + f" w-file/none {per_req['w-file'] / per_req['none'] - 1:+.1%})"
     )
     print(f"hot path alone (encode one record + append to the spool): {_hot_path_us(work):.1f} us")
     rows_captured = _count_captured(work / "captures")
