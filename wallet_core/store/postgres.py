@@ -45,6 +45,7 @@ from wallet_core.errors import SchemaOutdated, StorageError, StoreBusy
 
 from .base import SCHEMA_VERSION, AuditEntry, AuditRow, HistoryRow
 from .postgres_tx import PREPARED, PostgresTx
+from .rows import history_from
 from .schema import POSTGRES_MIGRATIONS
 
 __all__ = ["PostgresStore"]
@@ -252,22 +253,7 @@ class PostgresStore:
             )
             for r in cursor:
                 ref = refs.get(r[4]) if r[3] == "refund" else None
-                yield HistoryRow(
-                    int(r[0]),
-                    int(r[1]),
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    r[8],
-                    r[9],
-                    r[10],
-                    r[11],
-                    ref,
-                    r[12],
-                )
+                yield history_from(r, ref)
 
     def balances(self) -> dict[tuple[str, str], int]:
         rows = self.execute("SELECT player_id, currency, balance FROM accounts")

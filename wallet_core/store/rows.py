@@ -11,10 +11,11 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
-from .base import LedgerEntry, RoundRow, SessionRow, TxnRow
+from .base import HistoryRow, LedgerEntry, RoundRow, SessionRow, TxnRow
 
 __all__ = [
     "POSTGRES",
+    "history_from",
     "SQLITE",
     "Statements",
     "ledger_values",
@@ -106,6 +107,26 @@ round_values: Callable[[RoundRow], tuple[Any, ...]] = attrgetter(
     "aggregator",
     "round_id",
 )
+
+
+def history_from(row: Sequence[Any], ref: str | None) -> HistoryRow:
+    """A ``txn_history`` row (audit columns joined with txns) plus the bet a refund reversed."""
+    return HistoryRow(
+        int(row[0]),
+        int(row[1]),
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        ref,
+        row[12],
+    )
 
 
 def ledger_values(entry: LedgerEntry) -> tuple[Any, ...]:

@@ -42,6 +42,7 @@ from .rows import (
     SQLITE as SQL,
 )
 from .rows import (
+    history_from,
     ledger_values,
     round_from,
     round_values,
@@ -388,22 +389,7 @@ class SqliteStore:
         )
         for r in cursor:
             ref = refs.get(r[4]) if r[3] == "refund" else None
-            yield HistoryRow(
-                int(r[0]),
-                int(r[1]),
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                ref,
-                r[12],
-            )
+            yield history_from(r, ref)
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run one statement outside the engine (tests, maintenance); returns all rows."""
