@@ -217,29 +217,11 @@ class WalletCore:
         now_us: int,
     ) -> Result:
         current = tx.get_balance(txn.player_id, txn.currency) or 0
-        if txn.fingerprint != digest:
-            code = Code.DUPLICATE_MISMATCH
-            decision = Decision(
-                Outcome.REJECTED,
-                code,
-                HTTP_STATUS[code],
-                event=_EVENT_NAME[cb.event],
-                transaction_id=cb.transaction_id,
-                player_id=cb.player_id,
-                session_id=cb.session_id,
-                round_id=cb.round_id,
-                currency=txn.currency,
-                amount_minor=cb.amount_minor,
-                balance_before=current,
-                balance_after=current,
-                message="transaction_id seen before with different content",
-            )
-            return self._finish(tx, agg.dialect, agg.name, headers, body, now_us, decision)
-        assert txn.code is not None and txn.status is not None and txn.body is not None
-        first = Decision(
-            Outcome.REPEAT,
-            Code(txn.code),
-            txn.status,
+        code = Code.DUPLICATE_MISMATCH
+        seen = Decision(
+            Outcome.REJECTED,
+            code,
+            HTTP_STATUS[code],
             event=_EVENT_NAME[cb.event],
             transaction_id=cb.transaction_id,
             player_id=cb.player_id,
@@ -250,6 +232,11 @@ class WalletCore:
             balance_before=current,
             balance_after=current,
         )
+        if txn.fingerprint != digest:
+            decision = seen._replace(message="transaction_id seen before with different content")
+            return self._finish(tx, agg.dialect, agg.name, headers, body, now_us, decision)
+        assert txn.code is not None and txn.status is not None and txn.body is not None
+        first = seen._replace(outcome=Outcome.REPEAT, code=Code(txn.code), http_status=txn.status)
         stored = HttpResponse(txn.status, txn.body)
         if self.mode is Mode.SHADOW:
             mock = agg.dialect.render_mock(
