@@ -203,6 +203,8 @@ def _mapped(src: _Source, col: pa.Array, column: str, mapping: dict[str, str]) -
             column,
             f"unknown value {col[row].as_py()!r} (expected one of {', '.join(sorted(mapping))})",
         )
+    if all(k == v for k, v in mapping.items()):  # the reference spelling: no copy
+        return col.cast(pa.string())
     return pc.take(pa.array(list(mapping.values()), pa.string()), index)
 
 
@@ -346,8 +348,19 @@ def _timestamps(src: _Source, col: pa.Array | None, column: str, cmap: ColumnMap
         raise src.fail(None, column, "timestamps mix values with and without offsets") from None
 
 
+def _distinct(ids: pa.Array | pa.ChunkedArray) -> int:
+    """How many distinct values (nulls aside): ``dictionary_encode`` is about twice as fast
+    as ``unique`` or ``count_distinct`` on ten million ids."""
+    encoded = pc.dictionary_encode(ids)
+    if isinstance(encoded, pa.ChunkedArray):
+        if not encoded.num_chunks:
+            return 0
+        encoded = encoded.chunk(encoded.num_chunks - 1)  # every chunk has the final dictionary
+    return len(encoded.dictionary)
+
+
 def _unique_ids(src: _Source, ids: pa.Array, column: str) -> None:
-    if len(pc.unique(ids)) == len(ids):  # the common case, one hash pass and no more
+    if _distinct(ids) == len(ids):  # the common case, one hash pass and no more
         return
     indices, dictionary = dictionary_codes(ids)
     counts = np.bincount(indices[indices >= 0], minlength=len(dictionary))
