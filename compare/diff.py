@@ -21,6 +21,7 @@ Money semantics, decided once here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,43 +87,66 @@ class _Sides:
             wk, wrk = tx[self.money_idx], ref[self.money_idx]
         self.n = k = len(self.keys)
         self.wk, self.wrk, self.erk = wk, wrk, erk
+        # Per-key arrays as narrow as their values allow (int32 counts and rows, int8
+        # codes): at ten million keys each int64 array is 80 MB of the peak.
         ev = rows.event[self.money_idx]
-        amount = rows.amount[self.money_idx]
         moved = rows.moved()[self.money_idx]
         ok = rows.ok[self.money_idx]
-        self.recv = np.bincount(wk, minlength=k)
-        self.okc = np.bincount(wk[ok], minlength=k)
-        self.movedc = np.bincount(wk[moved], minlength=k)
+        self.recv = _counts(wk, k)
+        self.ok = _counts(wk[ok], k) > 0
+        self.movedc = _counts(wk[moved], k)
         # First money row of each key: written backwards, so the first row is written last.
-        self.first = np.full(k, -1, np.int64)
+        self.first = np.full(k, -1, np.int32 if rows.n < 2**31 else np.int64)
         self.first[wk[::-1]] = self.money_idx[::-1]
         safe = np.maximum(self.first, 0)
         self.w_amount = rows.amount[safe]
         self.w_captured = np.where(self.first >= 0, rows.captured[safe], NO_TIME)
         if by_round:  # a round's net bet (refunds subtract) and its total win
+            amount = rows.amount[self.money_idx]
             signed = np.where(ev == REFUND, -amount, amount) * moved
             self.w_amount = np.bincount(wk, weights=signed, minlength=k).astype(np.int64)
-            self.movedc = (self.w_amount != 0).astype(np.int64)
+            self.movedc = (self.w_amount != 0).astype(np.int32)
         refunds = (ev == REFUND) & (wrk >= 0)
-        self.refund_moved = np.bincount(wrk[refunds & moved], minlength=k)
+        self.refund_moved = _counts(wrk[refunds & moved], k)
         # Refunds the wallet accepted, money moved or not: a tombstone names its bet here.
-        self.refund_seen = np.bincount(wrk[refunds & ok], minlength=k)
+        self.refund_seen = _counts(wrk[refunds & ok], k)
+        del ev, moved, ok, refunds
         self.in_w = self.recv > 0
-        self.erow = np.full(k, -1, np.int64)
+        self.erow = np.full(k, -1, self.first.dtype)
         self.erow[ek] = np.arange(len(ek))
         self.in_e = self.erow >= 0
         e = np.maximum(self.erow, 0)
-        self.e_amount = export.column("amount_minor").to_numpy()[e]
+        self.e_amount = _column_numpy(export.column("amount_minor"), 0)[e]
         self.e_status = _codes(export.column("status"), ("SETTLED", "DECLINED", "CANCELLED"))[e]
         self.e_event = _codes(export.column("event"), _EXPORT_EVENTS)[e]
-        settled = pc.fill_null(export.column("settled_at").cast(pa.int64()), NO_TIME)
-        self.e_settled = np.asarray(settled.to_numpy(), np.int64)[e]
+        settled = export.column("settled_at").cast(pa.int64())
+        self.e_settled = _column_numpy(settled, NO_TIME)[e]
+        del settled
         wc, ec = _currency_codes(rows.column("currency"), export.column("currency"))
-        self.w_cur = np.where(self.first >= 0, wc[safe], -1)
+        self.w_cur = np.where(self.first >= 0, wc[safe], np.int8(-1))
         self.e_cur = ec[e]
-        ref_of = np.full(k, -1, np.int64)
+        del wc, ec, safe, e
+        ref_of = np.full(k, -1, erk.dtype)
         ref_of[ek] = erk
         self.e_ref = ref_of
+
+    def forget_rule_inputs(self) -> None:
+        """Drop the arrays only the rules read: the evidence is built after them, with
+        the rest still held, and that is where the peak would otherwise be."""
+        empty = np.zeros(0, np.int8)
+        self.e_amount = self.e_status = self.e_event = self.e_settled = empty
+        self.w_cur = self.e_cur = self.e_ref = self.ok = empty
+        self.refund_moved = self.refund_seen = empty
+
+
+def _counts(codes: np.ndarray, k: int) -> np.ndarray:
+    """``np.bincount`` as int32: counts never exceed the rows, and half the memory."""
+    out: np.ndarray = np.bincount(codes, minlength=k).astype(np.int32, copy=False)
+    return out
+
+
+def _column_numpy(column: pa.ChunkedArray, fill: int) -> np.ndarray:
+    return np.asarray(pc.fill_null(column, fill).to_numpy(), np.int64)
 
 
 def _currency_codes(
@@ -138,18 +162,18 @@ def _currency_codes(
 
 def _index(column: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
     index = pc.index_in(column, value_set=values)
-    return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int64)
+    return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int32)
 
 
 def _codes(column: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> np.ndarray:
     index = pc.index_in(column, value_set=pa.array(values))
-    return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int64)
+    return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int8)
 
 
 def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> list[_Finding]:
     """Every rule that needs both sides, as masks over keys."""
     out: list[_Finding] = []
-    in_w, in_e, ok = s.in_w, s.in_e, s.okc > 0
+    in_w, in_e, ok = s.in_w, s.in_e, s.ok
     moved = s.movedc > 0
     st, ev, amt = s.e_status, s.e_event, s.e_amount
     settled = in_e & (st == _SETTLED)
@@ -175,13 +199,20 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
     def add(
         kind: Kind,
         where: np.ndarray,
-        risk: np.ndarray | int,
+        risk: Callable[[np.ndarray], np.ndarray] | np.ndarray | int,
         detail: str,
         from_export: bool = False,
     ) -> None:
-        risks = np.broadcast_to(np.asarray(risk, np.int64), where.shape)
-        for key in np.flatnonzero(where):
-            out.append(_Finding(kind, int(key), int(risks[key]), detail, from_export))
+        """``risk``: per key, or a function of the flagged keys (no array over all keys)."""
+        keys = np.flatnonzero(where)
+        if callable(risk):
+            risks = np.asarray(risk(keys), np.int64)
+        elif isinstance(risk, np.ndarray):
+            risks = risk[keys].astype(np.int64)
+        else:
+            risks = np.full(len(keys), risk, np.int64)
+        for key, value in zip(keys.tolist(), risks.tolist(), strict=True):
+            out.append(_Finding(kind, key, value, detail, from_export))
 
     missing = ~in_w & (settled | cancelled_bet) & (amt > 0)
     notes["pending_in_wallet"] = int((missing & outside).sum())
@@ -208,18 +239,24 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
     add(
         Kind.MISSING_IN_EXPORT,
         extra & ~w_outside,
-        s.w_amount * np.maximum(s.movedc, 1),
+        lambda k: s.w_amount[k] * np.maximum(s.movedc[k], 1),
         "the wallet moved money; the export does not have it",
     )
     both = in_w & in_e
     cur_bad = both & (s.w_cur >= 0) & (s.w_cur != s.e_cur)
     at_stake = settled | moved | cancelled_bet
-    add(Kind.CURRENCY_MISMATCH, cur_bad, np.where(at_stake, amt, 0), "the currencies differ", True)
+    add(
+        Kind.CURRENCY_MISMATCH,
+        cur_bad,
+        lambda k: np.where(at_stake[k], amt[k], 0),
+        "the currencies differ",
+        True,
+    )
     amt_bad = both & ~cur_bad & (s.w_amount != amt)
     add(
         Kind.AMOUNT_MISMATCH,
         amt_bad,
-        np.where(at_stake, np.abs(s.w_amount - amt), 0),
+        lambda k: np.where(at_stake[k], np.abs(s.w_amount[k] - amt[k]), 0),
         "the amounts differ",
     )
     # Refused what the export settled; accepted without moving what it settled.
@@ -245,7 +282,7 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
     add(
         Kind.STATUS_MISMATCH,
         declined,
-        s.w_amount * s.movedc,
+        lambda k: s.w_amount[k] * s.movedc[k],
         "the wallet applied what the export declined",
     )
     kept = pair_bad & moved
@@ -258,7 +295,7 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
     add(
         Kind.STATUS_MISMATCH,
         pair_bad & ~moved,
-        s.refund_moved * amt,
+        lambda k: s.refund_moved[k] * amt[k],
         "the wallet refunded a bet it never took; the export cancelled it",
         True,
     )
@@ -325,6 +362,7 @@ def diff(
     sides = _Sides(rows, export, by_round)
     notes: dict[str, int] = {}
     findings = _export_rules(sides, opts, notes) if settlement is not None else []
+    sides.forget_rule_inputs()
     mk = _Maker(rows, sides, export, currencies)
     out = mk.make_all(findings)
     row_findings = [
@@ -393,9 +431,10 @@ class _Maker:
     def _key_evidence(self, findings: list[_Finding]) -> dict[int, tuple[str, ...]]:
         """Capture ids per finding key in one pass (refunds naming a bet count for it)."""
         s = self.s
-        keys = np.unique(np.array([f.key for f in findings], np.int64))
-        hit = np.isin(s.wk, keys)
-        by_ref = np.isin(s.wrk, keys)
+        wanted = np.zeros(s.n + 1, dtype=bool)  # a flag per key; code -1 reads the last slot
+        wanted[np.array([f.key for f in findings], np.int64)] = True
+        hit = wanted[s.wk]
+        by_ref = wanted[s.wrk]
         rows = np.concatenate([s.money_idx[hit], s.money_idx[by_ref]])
         owner = np.concatenate([s.wk[hit], s.wrk[by_ref]])
         ids = self.rows.strings("capture_id", rows)

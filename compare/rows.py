@@ -132,7 +132,7 @@ def _chunks(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
 
 
 def dictionary_codes(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """Integer codes (int64, nulls -1) of one string column, and its dictionary."""
+    """Integer codes (see :func:`encode`, nulls -1) of one string column, and its dictionary."""
     (codes,), dictionary = encode(array)
     return codes, dictionary
 
@@ -143,7 +143,9 @@ def encode(*arrays: pa.Array | pa.ChunkedArray) -> tuple[list[np.ndarray], pa.Ar
     One hash pass over the chunks of every column as they are (no concatenated
     copy): pyarrow's chunked ``dictionary_encode`` gives every chunk the same,
     final dictionary, so the codes of all chunks agree.  Codes follow the order of
-    first appearance across ``arrays``.
+    first appearance across ``arrays``.  They are int32 (Arrow's own index width,
+    half the memory of int64 on ten million rows) unless there could be more
+    codes than that holds.
     """
     parts = [_chunks(a) for a in arrays]
     chunks = [c for part in parts for c in part]
@@ -155,8 +157,9 @@ def encode(*arrays: pa.Array | pa.ChunkedArray) -> tuple[list[np.ndarray], pa.Ar
     else:
         dictionary = pa.array([], pa.string())
     out, chunk = [], 0
+    width = np.int32 if sum(len(c) for c in chunks) < 2**31 - 1 else np.int64
     for part in parts:
-        codes = np.empty(sum(len(c) for c in part), dtype=np.int64)
+        codes = np.empty(sum(len(c) for c in part), dtype=width)
         start = 0
         for _ in part:  # filled in place: no list of pieces to concatenate
             indices = pc.fill_null(encoded.chunk(chunk).indices, -1)

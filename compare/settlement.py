@@ -239,7 +239,7 @@ def _amounts(
         return _integer_amounts(src, col.cast(pa.int64()).to_numpy(), column, exps, cmap)
     codes, dictionary = dictionary_codes(col)
     # Distinct (text, exponent) pairs without sorting: a presence table over pair codes.
-    combined = codes * 19 + exps
+    combined = codes.astype(np.int64) * 19 + exps
     present = np.zeros(len(dictionary) * 19, dtype=bool)
     present[combined] = True
     uniques = np.flatnonzero(present)
