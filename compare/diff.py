@@ -93,10 +93,10 @@ class _Sides:
         moved = rows.moved()[self.money_idx]
         ok = rows.ok[self.money_idx]
         self.recv = _counts(wk, k)
-        self.ok = _counts(wk[ok], k) > 0
+        self.ok: np.ndarray = _counts(wk[ok], k) > 0
         self.movedc = _counts(wk[moved], k)
         # First money row of each key: written backwards, so the first row is written last.
-        self.first = np.full(k, -1, np.int32 if rows.n < 2**31 else np.int64)
+        self.first: np.ndarray = np.full(k, -1, np.int32 if rows.n < 2**31 else np.int64)
         self.first[wk[::-1]] = self.money_idx[::-1]
         safe = np.maximum(self.first, 0)
         self.w_amount = rows.amount[safe]
@@ -112,7 +112,7 @@ class _Sides:
         self.refund_seen = _counts(wrk[refunds & ok], k)
         del ev, moved, ok, refunds
         self.in_w = self.recv > 0
-        self.erow = np.full(k, -1, self.first.dtype)
+        self.erow: np.ndarray = np.full(k, -1, self.first.dtype)
         self.erow[ek] = np.arange(len(ek))
         self.in_e = self.erow >= 0
         e = np.maximum(self.erow, 0)
