@@ -24,6 +24,7 @@ from typing import Any
 from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
 
 from .base import AuditEntry, LedgerEntry, RoundRow, SessionRow, TxnRow
+from .keyfilter import KeyFilter
 from .rows import SQLITE as SQL
 from .rows import (
     round_from,
@@ -52,6 +53,15 @@ _UPSERTS = {
     "adjustments": "INSERT OR REPLACE INTO adjustments (reference, balance_after) VALUES (?,?)",
 }
 _TABLES = tuple(_UPSERTS)
+#: Each table's key columns, in the order of the cache's keys (one column: a bare value).
+_KEYS = {
+    "accounts": "player_id, currency",
+    "sessions": "session_id",
+    "rounds": "aggregator, round_id",
+    "txns": "aggregator, transaction_id",
+    "players": "player_id",
+    "adjustments": "reference",
+}
 _AUDIT_INSERT = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({','.join('?' * 14)})"
 
 
@@ -88,6 +98,10 @@ class WriteBuffer:
         #: Tables whose cache holds every row (they were empty at open and never evicted),
         #: so a miss means "absent" without asking SQLite.
         self.complete = {t for t in _TABLES if self._empty(t)}
+        #: Tables whose cache was evicted after being complete: a filter of every key
+        #: written answers most misses as "absent" (see :mod:`.keyfilter`).  Shared with
+        #: each :class:`BufferedTx`, which adds the keys it writes.
+        self.filters: dict[str, KeyFilter] = {}
 
     def _empty(self, table: str) -> bool:
         return self.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
@@ -96,6 +110,9 @@ class WriteBuffer:
         """The committed value of a ``key`` the cache does not hold (None when absent)."""
         if table in self.complete:
             return None
+        known = self.filters.get(table)
+        if known is not None and key not in known:
+            return None  # never written: absent (not cached, the filter answers again)
         value = self._query(table, key)
         self.cache[table][key] = value
         return value
@@ -154,8 +171,19 @@ class WriteBuffer:
         self.audit.clear()
         for table, cache in self.cache.items():
             if len(cache) > self.max_cached:  # bounded memory: this table reads SQLite again
+                if table in self.complete:  # every key is in the cache: remember them compactly
+                    self.filters[table] = KeyFilter(cache, capacity=2 * len(cache))
                 cache.clear()
                 self.complete.discard(table)
+        for table, known in list(self.filters.items()):
+            if known.full:  # everything is committed now: rebuild it twice as large
+                self.filters[table] = self._filter_of(table, 2 * known.count)
+
+    def _filter_of(self, table: str, capacity: int) -> KeyFilter:
+        keys = self.conn.execute(f"SELECT {_KEYS[table]} FROM {table}")
+        if "," not in _KEYS[table]:
+            return KeyFilter((key for (key,) in keys), capacity=capacity)
+        return KeyFilter(keys, capacity=capacity)
 
     def forget(self) -> None:
         """Drop everything unflushed and every cache (after a failed flush)."""
@@ -163,6 +191,7 @@ class WriteBuffer:
             self.pending[table].clear()
             self.cache[table].clear()
         self.complete.clear()
+        self.filters.clear()
         self.ledger.clear()
         self.audit.clear()
         self.head = None
@@ -184,6 +213,7 @@ class BufferedTx:
         self._sessions = buffer.cache["sessions"]
         self._accounts = buffer.cache["accounts"]
         self._rounds = buffer.cache["rounds"]
+        self._filters = buffer.filters
         #: (table, key, cached value before, pending value before), in write order.
         self._undo: list[tuple[str, Any, Any, Any]] = []
         #: Lengths of the ledger and audit batches and the audit head at :meth:`begin`.
@@ -216,6 +246,10 @@ class BufferedTx:
         self._undo.append((table, key, cache.get(key, _MISSING), pending.get(key, _MISSING)))
         cache[key] = value
         pending[key] = value
+        if self._filters:  # only after an eviction; a rolled-back key stays a false hit
+            known = self._filters.get(table)
+            if known is not None:
+                known.add(key)
 
     def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
         key = (aggregator, transaction_id)

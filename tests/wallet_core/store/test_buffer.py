@@ -68,3 +68,32 @@ def test_a_failed_callback_leaves_no_trace_in_the_buffer(tmp_path: Path) -> None
     except RuntimeError:
         pass
     assert store.balances() == {("p1", "EUR"): 1000}
+
+
+def test_an_evicted_cache_decides_like_the_live_store(tmp_path: Path) -> None:
+    live = SqliteStore(tmp_path / "live.db")
+    replay = SqliteStore(tmp_path / "replay.db", durability="replay", group_size=2)
+    buffer = replay._buffer
+    assert buffer is not None
+    buffer.max_cached = 2  # evict after nearly every flush: reads come from filters and SQLite
+    assert drive(live) == drive(replay)
+    assert "txns" in buffer.filters and "txns" not in buffer.complete
+    assert replay.balances() == live.balances()
+    replay.close()
+
+
+def test_after_eviction_a_new_key_does_not_query_sqlite(tmp_path: Path) -> None:
+    replay = SqliteStore(tmp_path / "replay.db", durability="replay", group_size=2)
+    buffer = replay._buffer
+    assert buffer is not None
+    buffer.max_cached = 2
+    drive(replay)
+    asked: list[object] = []
+    query = buffer._query
+    buffer._query = lambda table, key: asked.append(key) or query(table, key)  # type: ignore[method-assign]
+    assert all(buffer.miss("txns", ("default", f"new{i}")) is None for i in range(1000))
+    assert len(asked) < 50  # only the filter's false hits (about 0.5 %) ask SQLite
+    stored = buffer.miss("txns", ("default", "t3"))
+    assert stored is not None and stored.transaction_id == "t3"
+    assert ("default", "t3") in asked
+    replay.close()
