@@ -21,7 +21,7 @@ from wallet_core.codes import HTTP_STATUS, Code
 from wallet_core.dialects import Dialect, GenericDialect, ParseError
 from wallet_core.model import Decision, Outcome
 
-from .decisions import DecisionWriter, decision_row
+from .decisions import DecisionRow, DecisionWriter, decision_row
 from .reader import Captured
 
 if TYPE_CHECKING:
@@ -69,9 +69,9 @@ async def _drive(
         ) as client:
             while (item := await queue.get()) is not None:
                 seq, row, marker = item
-                row_out = await _send(client, options, seq, row, marker, router)
+                row_out, decision = await _send(client, options, seq, row, marker, router)
                 writer.add(row_out)
-                summary.count(row_out["outcome"], row_out["code"], marker)
+                summary.count(decision.outcome.value, decision.code.value, marker)
                 if progress is not None:
                     progress(1)
 
@@ -101,7 +101,7 @@ async def _send(
     row: Captured,
     marker: str | None,
     router: Router,
-) -> dict[str, Any]:
+) -> tuple[DecisionRow, Decision]:
     config = options.config
     agg = config.aggregators.get(row.aggregator)
     dialect: Dialect = agg.dialect if agg else _FALLBACK
@@ -123,7 +123,7 @@ async def _send(
         marker,
         decision.ref_transaction_id,
     )
-    return out
+    return out, decision
 
 
 def _decision_of(

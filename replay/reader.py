@@ -10,9 +10,10 @@ partition is derived from ``captured_at``, hour-by-hour order is global order.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +41,8 @@ _COLUMNS = [
     "error",
     "network_duplicate",
 ]
+#: What the bootstrap pre-pass reads (see :meth:`CaptureReader.rows`).
+_LIGHT = [c for c in _COLUMNS if c not in ("request_headers", "latency_ms", "error")]
 
 
 @dataclass(slots=True)
@@ -70,15 +73,24 @@ def _hour_of(path: Path, root: Path) -> tuple[str, str] | None:
     return None
 
 
+#: The object scanner of a default decoder: ``json.loads`` minus its per-call wrappers.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def _headers(text: str | None) -> dict[str, str]:
     if not text:
         return {}
     try:
-        doc = json.loads(text)
-    except ValueError:
-        return {}
-    if isinstance(doc, dict):
-        return {str(k).lower(): str(v) for k, v in doc.items()}
+        doc, end = _SCAN(text, 0)
+    except (ValueError, StopIteration):
+        end = -1
+    if end != len(text):  # surrounding whitespace, extra data or an error: the decoder decides
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return {}
+    if type(doc) is dict:  # keys of a JSON object are always str
+        return {k.lower(): v if type(v) is str else str(v) for k, v in doc.items()}
     if isinstance(doc, list):  # [[name, value], ...] keeps repeated headers
         return {str(p[0]).lower(): str(p[1]) for p in doc if isinstance(p, list) and len(p) == 2}
     return {}
@@ -147,35 +159,52 @@ class CaptureReader:
             return 0
         return sum(self._dataset.count_rows(filter=self._filter(d, h)) for d, h in self.hours)
 
-    def tables(self) -> Iterator[pa.Table]:
+    def tables(self, columns: list[str] = _COLUMNS) -> Iterator[pa.Table]:
         """Each wanted hour as one sorted table."""
         if self._dataset is None:
             return
         for date, hour in self.hours:
-            table = self._dataset.to_table(columns=_COLUMNS, filter=self._filter(date, hour))
+            table = self._dataset.to_table(columns=columns, filter=self._filter(date, hour))
             if table.num_rows:
                 yield table.sort_by([("captured_at", "ascending"), ("capture_id", "ascending")])
 
     def __iter__(self) -> Iterator[Captured]:
-        for table in self.tables():
+        return self.rows()
+
+    def rows(self, *, light: bool = False) -> Iterator[Captured]:
+        """The rows in order; ``light`` leaves out what only the replay itself needs.
+
+        A light row has no request headers, latency or error (``None``): the bootstrap
+        pre-pass reads the whole capture once more and never looks at them.
+        """
+        for table in self.tables(_LIGHT if light else _COLUMNS):
             # Python objects for one slice at a time: an hour stays in Arrow's compact form.
             for offset in range(0, table.num_rows, _SLICE):
                 yield from _rows(table.slice(offset, _SLICE))
 
 
 def _rows(table: pa.Table) -> Iterator[Captured]:
+    """Rows of one slice; a column the table leaves out reads as ``None``."""
+    n = table.num_rows
     stamps = pc.cast(table.column("captured_at"), pa.int64()).to_pylist()
-    listed = {name: table.column(name).to_pylist() for name in _COLUMNS if name != "captured_at"}
-    for i, at in enumerate(stamps):
+    names = set(table.column_names)
+
+    def column(name: str) -> list[Any]:
+        return table.column(name).to_pylist() if name in names else [None] * n
+
+    for cid, at, agg, headers, body, status, answer, latency, error, dup in zip(
+        column("capture_id"),
+        stamps,
+        column("aggregator"),
+        column("request_headers"),
+        column("request_body"),
+        column("response_status"),
+        column("response_body"),
+        column("latency_ms"),
+        column("error"),
+        column("network_duplicate"),
+        strict=True,
+    ):
         yield Captured(
-            listed["capture_id"][i],
-            at,
-            listed["aggregator"][i] or "",
-            listed["request_headers"][i],
-            listed["request_body"][i] or b"",
-            listed["response_status"][i],
-            listed["response_body"][i],
-            listed["latency_ms"][i],
-            listed["error"][i],
-            bool(listed["network_duplicate"][i]),
+            cid, at, agg or "", headers, body or b"", status, answer, latency, error, dup is True
         )

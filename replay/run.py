@@ -12,7 +12,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +117,11 @@ def run_replay(
     try:
         rows = _selected(reader, options, router)
         dropped: list[str] = []
-        stream = inject(rows, options.faults, router.player, dropped)
+        stream: Iterator[tuple[Captured, str | None]]
+        if options.faults.active:
+            stream = inject(rows, options.faults, router.player, dropped)
+        else:  # the common case, one generator fewer per row
+            stream = ((row, None) for row in rows)
         if options.target is not None:
             from .http_driver import drive_http
 
@@ -133,11 +137,13 @@ def run_replay(
     return summary
 
 
-def _selected(reader: CaptureReader, options: ReplayOptions, router: Router) -> Iterator[Captured]:
+def _selected(
+    rows: Iterable[Captured], options: ReplayOptions, router: Router
+) -> Iterator[Captured]:
     if options.shard is None:  # routing parses the body: not for nothing
-        yield from reader
+        yield from rows
         return
-    for row in reader:
+    for row in rows:
         if in_shard(router.player(row), options.shard):
             yield row
 
@@ -158,26 +164,29 @@ def _drive_in_process(
         try:
             _open_accounts(store, options, reader, router, summary)
             core = WalletCore(store, config, mode=Mode.SHADOW)
+            handle, add, count = core.handle, writer.add, summary.count
+            currencies, mode = config.currencies, Mode.SHADOW.value
             for seq, (row, marker) in enumerate(stream):
-                result = core.handle(row.aggregator, row.headers, row.body, row.captured_at_us)
+                decision = handle(
+                    row.aggregator, row.headers, row.body, row.captured_at_us
+                ).decision
                 agg = config.aggregators.get(row.aggregator)
                 dialect = agg.dialect if agg else _FALLBACK
-                decision = result.decision
                 currency = decision.currency or router.account(row)[1]
-                writer.add(
+                add(
                     decision_row(
                         seq,
                         row,
                         decision,
                         dialect,
-                        config.currencies,
+                        currencies,
                         currency,
-                        Mode.SHADOW,
+                        mode,
                         marker,
                         decision.ref_transaction_id,
                     )
                 )
-                summary.count(decision.outcome.value, decision.code.value, marker)
+                count(decision.outcome.value, decision.code.value, marker)
                 if progress is not None:
                     progress(1)
         finally:
@@ -198,7 +207,7 @@ def _open_accounts(
         wanted = [r for r in rows if in_shard(f"player:{r[0]}", options.shard)]
         summary.openings = operator.import_snapshot(wanted, options.since_us or 0)
         return
-    found = opening_balances(_selected(reader, options, router), options.config)
+    found = opening_balances(_selected(reader.rows(light=True), options, router), options.config)
     for (player, currency), minor in sorted(found.balances.items()):
         at = found.first_seen_us[(player, currency)]
         operator.adjust(f"bootstrap:{player}:{currency}", player, currency, minor, at)
