@@ -65,7 +65,7 @@ class _Sides:
 
     def __init__(self, rows: Rows, export: pa.Table, by_round: bool) -> None:
         money = rows.money()
-        self.rows, self.by_round = rows, by_round
+        self.rows, self.export, self.by_round = rows, export, by_round
         self.money_idx = np.flatnonzero(money)
         etx, eref = export.column("transaction_id"), export.column("ref_transaction_id")
         if by_round:
@@ -75,18 +75,24 @@ class _Sides:
                 rows.column("round_id").take(take).combine_chunks(), pa.array(half), ""
             )
             wref = rows.column("ref_transaction_id").take(take)
-            (wk, ek, wrk, erk), self.keys = encode(wtx, etx, wref, eref)
+            (wk, ek, wrk, erk), keys = encode(wtx, etx, wref, eref)
+            #: The synthetic round keys (``R:bet``) exist nowhere else.
+            self.keys: pa.Array | None = keys
         else:
             # The one hash pass over the ids: every row's transaction id (not only the money
             # rows: no copy, and the codes serve the row-level checks too), the export's, and
             # the refund references of both.
-            (tx, ek, ref, erk), self.keys = encode(
+            (tx, ek, ref, erk), keys = encode(
                 rows.column("transaction_id"), etx, rows.column("ref_transaction_id"), eref
             )
             rows.tx = tx
             wk, wrk = tx[self.money_idx], ref[self.money_idx]
-        self.n = k = len(self.keys)
-        self.wk, self.wrk, self.erk = wk, wrk, erk
+            # Not kept (ten million ids): a key with a finding is on a wallet row or an
+            # export row, which name it (see :meth:`name`).
+            self.keys = None
+        self.n = k = len(keys)
+        del keys
+        self.wk, self.wrk = wk, wrk
         # Per-key arrays as narrow as their values allow (int32 counts and rows, int8
         # codes): at ten million keys each int64 array is 80 MB of the peak.
         ev = rows.event[self.money_idx]
@@ -130,6 +136,14 @@ class _Sides:
         ref_of[ek] = erk
         self.e_ref = ref_of
 
+    def name(self, key: int) -> str:
+        """The transaction id (or round key) of ``key``."""
+        if self.keys is not None:
+            return str(self.keys[key].as_py())
+        if self.first[key] >= 0:
+            return str(self.rows.cell("transaction_id", int(self.first[key])))
+        return str(self.export.column("transaction_id")[int(self.erow[key])].as_py())
+
     def forget_rule_inputs(self) -> None:
         """Drop the arrays only the rules read: the evidence is built after them, with
         the rest still held, and that is where the peak would otherwise be."""
@@ -140,7 +154,12 @@ class _Sides:
 
 
 def _counts(codes: np.ndarray, k: int) -> np.ndarray:
-    """``np.bincount`` as int32: counts never exceed the rows, and half the memory."""
+    """``np.bincount`` as int32: counts never exceed the rows, and half the memory.
+
+    No codes (no refunds, say) give a read-only view of one zero, not ``k`` of them.
+    """
+    if not len(codes):
+        return np.broadcast_to(np.int32(0), (k,))
     out: np.ndarray = np.bincount(codes, minlength=k).astype(np.int32, copy=False)
     return out
 
@@ -170,6 +189,15 @@ def _codes(column: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> np.nd
     return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int8)
 
 
+def _span(values: np.ndarray, where: np.ndarray) -> tuple[int, int]:
+    """Min and max of ``values[where]`` without copying them (NO_TIME twice when none)."""
+    if not where.any():
+        return NO_TIME, NO_TIME
+    big = np.iinfo(np.int64).max
+    lo = int(np.min(values, where=where, initial=big))
+    return lo, int(np.max(values, where=where, initial=NO_TIME))
+
+
 def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> list[_Finding]:
     """Every rule that needs both sides, as masks over keys."""
     out: list[_Finding] = []
@@ -184,17 +212,17 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
     pair_bad = cancelled_bet & (moved != (s.refund_moved > 0))
     bound_pair_bad = bound & pair_bad[ref]
     rows = s.rows
-    first_cap = rows.captured[rows.captured != NO_TIME]
-    lo, hi = (first_cap.min(), first_cap.max()) if len(first_cap) else (NO_TIME, NO_TIME)
+    lo, hi = _span(rows.captured, rows.captured != NO_TIME)
     outside = in_e & (s.e_settled != NO_TIME) & ((s.e_settled < lo) | (s.e_settled > hi))
-    ex_times = s.e_settled[in_e & (s.e_settled != NO_TIME)]
-    e_lo, e_hi = (ex_times.min(), ex_times.max()) if len(ex_times) else (NO_TIME, NO_TIME)
+    timed = in_e & (s.e_settled != NO_TIME)
+    e_lo, e_hi = _span(s.e_settled, timed)
     w_outside = (
         in_w
         & (s.w_captured != NO_TIME)
-        & (ex_times.size > 0)
+        & bool(timed.any())
         & ((s.w_captured < e_lo) | (s.w_captured > e_hi))
     )
+    del timed
 
     def add(
         kind: Kind,
@@ -300,7 +328,8 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
         True,
     )
     late = both & (s.w_captured != NO_TIME) & (s.e_settled != NO_TIME)
-    delay = s.w_captured - s.e_settled
+    # The export's times are read for the last time here: the delays take their place.
+    delay = np.subtract(s.w_captured, s.e_settled, out=s.e_settled)
     notes["late_within_window"] = int((late & (delay > 0) & (delay <= opts.retry_window_us)).sum())
     add(
         Kind.LATE_CALLBACK,
@@ -487,7 +516,7 @@ class _Maker:
             )
         return Divergence(
             kind=f.kind,
-            transaction_id=str(s.keys[key].as_py()),
+            transaction_id=s.name(key),
             round_id=info.get("round_id") or (exp or {}).get("round_id"),
             player_id=info.get("player_id") or (exp or {}).get("player_id"),
             currency=currency,
