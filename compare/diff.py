@@ -437,6 +437,16 @@ def _empty_export() -> pa.Table:
     return EXPORT_SCHEMA.empty_table()
 
 
+_WALLET_FIELDS = ("round_id", "player_id", "currency", "event", "outcome", "code")
+
+
+def _rows_by_index(table: pa.Table, rows: np.ndarray) -> dict[int, dict[str, Any]]:
+    """The rows ``rows`` (negative: none) of ``table`` as Python dicts, by row index."""
+    wanted = np.unique(rows[rows >= 0])
+    taken = table.take(pa.array(wanted, pa.int64())).to_pylist()
+    return dict(zip(wanted.tolist(), taken, strict=True))
+
+
 class _Maker:
     """Turns findings into :class:`Divergence` values: texts, evidence, the time."""
 
@@ -474,23 +484,41 @@ class _Maker:
         return {k: tuple(v) for k, v in out.items()}
 
     def make_all(self, findings: list[_Finding]) -> list[Divergence]:
+        """One ``take`` per side for every finding's rows, not a lookup per cell."""
         if not findings:
             return []
         evidence = self._key_evidence(findings)
-        return [self.make(f, evidence.get(f.key, ())) for f in findings]
+        keys = np.array([f.key for f in findings], np.int64)
+        exports = _rows_by_index(self.export, self.s.erow[keys])
+        wallet = _rows_by_index(self.rows.table.select(list(_WALLET_FIELDS)), self.s.first[keys])
+        return [
+            self.make(
+                f,
+                evidence.get(f.key, ()),
+                exports.get(int(self.s.erow[f.key])),
+                wallet.get(int(self.s.first[f.key])),
+            )
+            for f in findings
+        ]
 
-    def make(self, f: _Finding, capture_ids: tuple[str, ...]) -> Divergence:
+    def row_text_of(self, row: int, cells: dict[str, Any]) -> str:
+        return (
+            f"{cells['event']} {self.money(int(self.rows.amount[row]), cells['currency'])}: "
+            f"{cells['outcome']} {cells['code']}"
+        )
+
+    def make(
+        self,
+        f: _Finding,
+        capture_ids: tuple[str, ...],
+        exp: dict[str, Any] | None,
+        cells: dict[str, Any] | None,
+    ) -> Divergence:
         s, key = self.s, f.key
-        erow = int(s.erow[key])
-        exp = self.export.slice(erow, 1).to_pylist()[0] if erow >= 0 else None
         first = int(s.first[key])
-        if first >= 0:
-            t = self.rows.table
-            info = {
-                n: t.column(n)[first].as_py()
-                for n in ("round_id", "player_id", "currency", "event")
-            }
-            label = "round total" if s.by_round else self.row_text(first)
+        if cells is not None:
+            info = {n: cells[n] for n in ("round_id", "player_id", "currency", "event")}
+            label = "round total" if s.by_round else self.row_text_of(first, cells)
             wallet = f"{label}; {int(s.recv[key])} callback(s), moved money {int(s.movedc[key])}x"
             if s.by_round:
                 wallet = (
