@@ -119,13 +119,15 @@ def generate(n: int, directory: Path) -> tuple[Path, Path, set[tuple[str, str]]]
 
 
 def run_engine(dpath: Path, epath: Path) -> tuple[float, set[tuple[str, str]]]:
+    """What ``rgs-shadow compare`` runs before its summary and files (``compare.run``)."""
     from compare.diff import diff
-    from compare.rows import load_decisions
-    from compare.settlement import load_settlement
-    from wallet_core.money import CurrencyTable
+    from compare.run import load_inputs
+    from wallet_core.config import WalletConfig
 
+    config = WalletConfig(aggregators={})
     start = time.perf_counter()
-    result = diff(load_decisions(dpath), load_settlement(epath, CurrencyTable()), CurrencyTable())
+    decisions, export = load_inputs(dpath, epath, config)
+    result = diff(decisions, export, config.currencies)
     took = time.perf_counter() - start
     return took, {(d.kind.value, d.transaction_id or "") for d in result.divergences}
 

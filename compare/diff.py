@@ -63,7 +63,13 @@ class _Finding:
 class _Sides:
     """Per-key facts of both sides; arrays are indexed by key code."""
 
-    def __init__(self, rows: Rows, export: pa.Table, by_round: bool) -> None:
+    def __init__(
+        self,
+        rows: Rows,
+        export: pa.Table,
+        by_round: bool,
+        check_ids: Callable[[], None] | None = None,
+    ) -> None:
         money = rows.money()
         self.rows, self.export, self.by_round = rows, export, by_round
         self.money_idx = np.flatnonzero(money)
@@ -86,6 +92,8 @@ class _Sides:
                 rows.column("transaction_id"), etx, rows.column("ref_transaction_id"), eref
             )
             rows.tx = tx
+            if check_ids is not None and len(ek) and int(np.bincount(ek).max()) > 1:
+                check_ids()  # a repeated export id: the load's own error
             wk, wrk = tx[self.money_idx], ref[self.money_idx]
             # Not kept (ten million ids): a key with a finding is on a wallet row or an
             # export row, which name it (see :meth:`name`).
@@ -388,7 +396,7 @@ def diff(
     rows = Rows.of(decisions)
     export = settlement.table if settlement is not None else _empty_export()
     by_round = settlement is not None and settlement.granularity == "round"
-    sides = _Sides(rows, export, by_round)
+    sides = _Sides(rows, export, by_round, settlement.check_ids if settlement else None)
     notes: dict[str, int] = {}
     findings = _export_rules(sides, opts, notes) if settlement is not None else []
     sides.forget_rule_inputs()

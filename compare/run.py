@@ -34,12 +34,13 @@ def load_inputs(
     """The decision table and the export, loaded side by side.
 
     Errors come out in the order a sequential load would give them: the decision
-    file's first, then the column map's, then the export's.
+    file's first, then the column map's, then the export's (a repeated transaction
+    id is found by :func:`compare.diff.diff`, which must follow).
     """
 
     def export() -> Settlement:
         cmap = parse_column_map(config.sections.get("settlement"))
-        return load_settlement(settlement, config.currencies, cmap)
+        return load_settlement(settlement, config.currencies, cmap, defer_id_check=True)
 
     with ThreadPoolExecutor(1, thread_name_prefix="load-export") as pool:
         pending = pool.submit(export)

@@ -14,6 +14,7 @@ fields), which holds for every export layout we have seen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,9 @@ class Settlement:
     table: pa.Table
     #: ``transaction`` (one row per money movement) or ``round`` (per-round totals).
     granularity: str
+    #: Set when the load left the duplicate-id check to the diff (``defer_id_check``):
+    #: raises the :class:`SettlementError` for the first repeated id, if there is one.
+    check_ids: Callable[[], None] | None = None
 
 
 class _Source:
@@ -364,6 +368,12 @@ def _unique_ids(src: _Source, ids: pa.Array, column: str) -> None:
         raise src.fail(row, column, f"{value!r} appears twice in the export")
 
 
+def _id_check(src: _Source, ids: pa.Array, column: str) -> Callable[[], None]:
+    """:func:`_unique_ids` for later, holding what an error names (not the raw columns)."""
+    where = _Source(src.path, pa.table({}), src.first_line, src.is_csv, src.rowmap, src.names)
+    return lambda: _unique_ids(where, ids, column)
+
+
 def _skip_statuses(src: _Source, cmap: ColumnMap) -> _Source:
     """Drop rows whose status the map says to ignore (rounds still in progress, for example)."""
     if not cmap.skip_status_values:
@@ -378,9 +388,20 @@ def _skip_statuses(src: _Source, cmap: ColumnMap) -> _Source:
 
 
 def load_settlement(
-    path: str | Path, currencies: CurrencyTable, cmap: ColumnMap | None = None
+    path: str | Path,
+    currencies: CurrencyTable,
+    cmap: ColumnMap | None = None,
+    *,
+    defer_id_check: bool = False,
 ) -> Settlement:
-    """Load and validate ``path``; :class:`SettlementError` names the first bad cell."""
+    """Load and validate ``path``; :class:`SettlementError` names the first bad cell.
+
+    ``defer_id_check``: skip the duplicate transaction id check (the last one made)
+    and leave it to :func:`compare.diff.diff`, which hashes every id anyway and sees
+    a repeat for nothing; it then calls :attr:`Settlement.check_ids` for the same
+    error.  That hash pass is the single most expensive step at ten million rows.
+    Exports per round are always checked here.
+    """
     cmap = cmap or ColumnMap()
     src = _skip_statuses(_read(Path(path).resolve(), cmap), cmap)
     if cmap.layout == "rounds":
@@ -412,7 +433,9 @@ def load_settlement(
     _release(src, cols, cmap, "amount")
     settled = _timestamps(src, cols["settled_at"], cmap.source("settled_at"), cmap)
     _release(src, cols, cmap, "settled_at")
-    _unique_ids(src, txid, cmap.source("transaction_id"))
+    check_ids = _id_check(src, txid, cmap.source("transaction_id"))
+    if not defer_id_check:
+        check_ids()
     n = src.table.num_rows
     lines = _lines(src)
     table = pa.Table.from_arrays(
@@ -433,7 +456,9 @@ def load_settlement(
     )
     del src, cols
     pa.default_memory_pool().release_unused()  # hand the raw text columns back
-    return Settlement(Path(path).resolve(), table, "transaction")
+    return Settlement(
+        Path(path).resolve(), table, "transaction", check_ids if defer_id_check else None
+    )
 
 
 def _rounds_to_rows(src: _Source, cmap: ColumnMap, currencies: CurrencyTable) -> Settlement:

@@ -77,6 +77,25 @@ def test_a_row_twice_names_the_second_line(tmp_path: Path) -> None:
     )
 
 
+def test_a_row_twice_left_to_the_diff_gives_the_same_error(tmp_path: Path) -> None:
+    """``rgs-shadow compare`` defers the check to the diff's hash pass over the ids."""
+    path = write(tmp_path, HEADER, GOOD, GOOD.replace("b1", "b2"), GOOD)
+    deferred = load_settlement(path, CurrencyTable(), defer_id_check=True)
+    scn = Scenario()
+    scn.bet("b1", 1000)
+    with pytest.raises(SettlementError) as info:
+        diff(scn.table(), deferred, CurrencyTable())
+    assert str(info.value) == error_of(path)
+
+
+def test_a_deferred_check_passes_unique_ids(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD, GOOD.replace("b1", "b2"))
+    deferred = load_settlement(path, CurrencyTable(), defer_id_check=True)
+    scn = Scenario()
+    scn.bet("b1", 1000)
+    assert diff(scn.table(), deferred, CurrencyTable()).coverage["unmatched_export"] == 1
+
+
 def test_unknown_status_value(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER, GOOD.replace("SETTLED", "DONE"))
     assert error_of(path).startswith(f"{path}: line 2, column 8 (status): unknown value 'DONE'")
