@@ -105,12 +105,23 @@ def load_decisions(path: str | Path) -> pa.Table:
     del table
     out = pa.Table.from_arrays(columns, schema=DECISION_SCHEMA.with_metadata(schema.metadata))
     seq = out.column("seq")
-    if seq.null_count == 0 and out.num_rows > 1:
-        values = seq.to_numpy()
-        if (np.diff(values) < 0).any():
-            out = out.take(pa.array(np.argsort(values, kind="stable")))
+    if seq.null_count == 0 and out.num_rows > 1 and not _ascending(seq):
+        out = out.take(pa.array(np.argsort(seq.to_numpy(), kind="stable")))
     pa.default_memory_pool().release_unused()  # hand the file's decoding buffers back
     return out
+
+
+def _ascending(column: pa.ChunkedArray) -> bool:
+    """Whether the values never decrease, chunk by chunk (views, no joined copy)."""
+    last = None
+    for chunk in column.chunks:
+        if not len(chunk):
+            continue
+        values = chunk.to_numpy()
+        if (last is not None and values[0] < last) or (values[1:] < values[:-1]).any():
+            return False
+        last = values[-1]
+    return True
 
 
 def null_column(n: int, type_: pa.DataType) -> pa.ChunkedArray:
