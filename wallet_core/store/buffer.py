@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
@@ -170,11 +171,11 @@ class WriteBuffer:
         self.ledger.clear()
         self.audit.clear()
         for table, cache in self.cache.items():
-            if len(cache) > self.max_cached:  # bounded memory: this table reads SQLite again
+            if len(cache) > self.max_cached:  # bounded memory: part of this table reads SQLite
                 if table in self.complete:  # every key is in the cache: remember them compactly
                     self.filters[table] = KeyFilter(cache, capacity=2 * len(cache))
-                cache.clear()
-                self.complete.discard(table)
+                    self.complete.discard(table)
+                _evict_oldest(cache, len(cache) - self.max_cached // 2)
         for table, known in list(self.filters.items()):
             if known.full:  # everything is committed now: rebuild it twice as large
                 self.filters[table] = self._filter_of(table, 2 * known.count)
@@ -243,12 +244,13 @@ class BufferedTx:
 
     def _write(self, table: str, key: Any, value: Any) -> None:
         cache, pending = self._cache[table], self._pending[table]
-        self._undo.append((table, key, cache.get(key, _MISSING), pending.get(key, _MISSING)))
+        cached = cache.get(key, _MISSING)
+        self._undo.append((table, key, cached, pending.get(key, _MISSING)))
         cache[key] = value
         pending[key] = value
-        if self._filters:  # only after an eviction; a rolled-back key stays a false hit
+        if self._filters and cached is _MISSING:  # a key the cache did not hold may be new
             known = self._filters.get(table)
-            if known is not None:
+            if known is not None:  # a rolled-back key stays in it: a false hit, no harm
                 known.add(key)
 
     def claim_txn(self, aggregator: str, transaction_id: str) -> TxnRow | None:
@@ -323,6 +325,12 @@ class BufferedTx:
 
     def record_adjustment(self, reference: str, balance_after: int) -> None:
         self._write("adjustments", reference, balance_after)
+
+
+def _evict_oldest(cache: dict[Any, Any], count: int) -> None:
+    """Drop the ``count`` entries cached first: recent rows (a round just bet in) stay."""
+    for key in list(islice(cache, count)):
+        del cache[key]
 
 
 def _restore(values: dict[Any, Any], key: Any, before: Any) -> None:
