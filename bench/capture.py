@@ -116,6 +116,22 @@ async def _load(port: int, seconds: float, connections: int, tag: int) -> list[f
     return latencies
 
 
+async def _load_together(
+    ports: dict[str, int], seconds: float, connections: int, tag: int
+) -> dict[str, list[float]]:
+    """Every variant under load at the same moment: whatever slows the machine slows all."""
+    latencies: dict[str, list[float]] = {name: [] for name in ports}
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(
+        *(
+            _client(port, deadline, latencies[name], tag * 1000 + j * 100 + i)
+            for j, (name, port) in enumerate(ports.items())
+            for i in range(connections)
+        )
+    )
+    return latencies
+
+
 # -- orchestration --------------------------------------------------------------------
 
 
@@ -182,6 +198,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.5, help="per variant and round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--together-rounds", type=int, default=8, help="rounds with every proxy loaded at once"
+    )
     parser.add_argument("--upstream-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--max-lifetime", type=float, default=300.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -245,6 +264,11 @@ def main() -> None:
                 samples[name] += lat
                 elapsed[name] += args.seconds
                 per_round[name].append(len(lat) / args.seconds)
+        together: dict[str, list[float]] = {name: [] for name in ports}
+        for r in range(args.together_rounds):
+            counts = asyncio.run(_load_together(ports, args.seconds, args.connections, 50 + r))
+            for name, lat in counts.items():
+                together[name].append(len(lat) / args.seconds)
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -287,6 +311,23 @@ def main() -> None:
         + f" (noop/none {per_req['noop'] / per_req['none'] - 1:+.1%},"
         + f" w-file/none {per_req['w-file'] / per_req['none'] - 1:+.1%})"
     )
+    if args.together_rounds:
+        shares = {
+            name: [v / n for v, n in zip(together[name], together["none"], strict=True)]
+            for name in ports
+        }
+        print(
+            f"all four proxies loaded at once ({args.together_rounds} x {args.seconds:g} s, "
+            f"{args.connections} connections each; the machine's noise hits every variant "
+            "alike): req/s vs none, median of rounds: "
+            + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in shares.items())
+        )
+        print(
+            "  per round capture/none: "
+            + ", ".join(f"{x:.3f}" for x in shares["capture"])
+            + "; noop/none: "
+            + ", ".join(f"{x:.3f}" for x in shares["noop"])
+        )
     print(f"hot path alone (encode one record + append to the spool): {_hot_path_us(work):.1f} us")
     rows_captured = _count_captured(work / "captures")
     print(
