@@ -468,7 +468,7 @@ class WalletCore:
                 mock if mock is not None else dialect.render_mock(decision, self.config.currencies)
             )
         oversized = len(body) > self.config.body_limit
-        tx.append_audit(
+        tx.chain_audit(
             AuditEntry(  # positional (cheaper), in field order: see store.base.AuditEntry
                 now_us,
                 aggregator,

@@ -191,7 +191,7 @@ def _audit(
     amount: int | None,
     balance: int | None,
 ) -> None:
-    tx.append_audit(
+    tx.chain_audit(
         AuditEntry(
             now_us,
             "",

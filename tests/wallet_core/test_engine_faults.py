@@ -26,6 +26,7 @@ WRITES = {
     "put_round",
     "add_ledger",
     "append_audit",
+    "chain_audit",
     "set_player_blocked",
     "record_adjustment",
 }
@@ -118,7 +119,7 @@ def test_fault_between_any_two_writes_leaves_nothing_and_retry_applies_once(
     """In replay durability the fault hits the write-behind buffer, which must undo it too."""
     event, fields = SCENARIOS[scenario]
     path = _write_path(tmp_path / "count", event, fields, durability)
-    assert "append_audit" in path and len(path) >= 2
+    assert "chain_audit" in path and len(path) >= 2
     for fail_at in range(len(path)):
         store, wallet = _prepared(tmp_path / f"{fail_at}", durability)
         before = snapshot(store)

@@ -214,6 +214,15 @@ class StoreTx(Protocol):
         """Chain ``entry`` onto the audit log; returns its sequence number."""
         ...
 
+    def chain_audit(self, entry: AuditEntry) -> None:
+        """:meth:`append_audit` without waiting for the sequence number.
+
+        A store may send it together with the commit: PostgreSQL then holds the audit
+        head's lock (which every writer queues on) for no client round trip at all.
+        A failure surfaces at the commit instead, and the transaction is rolled back.
+        """
+        ...
+
     def set_player_blocked(self, player_id: str, blocked: bool) -> None: ...
 
     def adjustment_done(self, reference: str) -> int | None:

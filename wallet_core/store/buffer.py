@@ -310,6 +310,9 @@ class BufferedTx:
         # An exact tuple: sqlite3 binds it faster than the NamedTuple itself (its slow path).
         self.buffer.ledger.append(tuple(entry))
 
+    def chain_audit(self, entry: AuditEntry) -> None:
+        self.append_audit(entry)  # nothing waits on the wire here
+
     def append_audit(self, entry: AuditEntry) -> int:
         buffer = self.buffer
         prev_seq, prev_hash = buffer.head or buffer.audit_head()

@@ -16,11 +16,11 @@ server processes can share a ledger:
   takes first (so no two callbacks race to create it, and the read is current);
   sessions only ever move forward (``GREATEST``, ``COALESCE``), and a session that
   does not exist yet is guarded by an advisory lock on its key.
-* The audit chain stays one chain: ``append_audit`` (the engine's last write) locks
-  the single ``audit_head`` row, then, in the same round trip, one statement reads the
-  last audit row, hashes the new one in the server (the same hash as
-  :func:`~wallet_core.audit.chain_hash`) and inserts it; the lock is held from there
-  to the commit, one round trip later.
+* The audit chain stays one chain: ``chain_audit`` (the engine's last write) locks
+  the single ``audit_head`` row, then one statement reads the last audit row, hashes
+  the new one in the server (the same hash as :func:`~wallet_core.audit.chain_hash`)
+  and inserts it, and the COMMIT follows in the same pipeline: the lock every writer
+  queues on is held for the server's own work, not for a round trip to the client.
 
 Every wait is bounded: the pool wait (``pool_timeout_s``), each lock wait
 (``lock_timeout``), each statement (``statement_timeout``), and each round trip by a

@@ -511,10 +511,16 @@ class PostgresTx:
         )
 
     def append_audit(self, entry: AuditEntry) -> int:
+        self.chain_audit(entry)
+        return int(self._sync().get_value(0, 0))  # type: ignore[arg-type]
+
+    def chain_audit(self, entry: AuditEntry) -> None:
+        # Queued behind the lock of the single audit_head row and read with the commit: the
+        # lock every writer waits for is held for the server's work only, no round trip.
         # repr((seq, *entry)) is "(" + str(seq) + ", " + repr(tuple(entry))[1:]: see the SQL.
         rest = repr(tuple(entry))[1:].encode("utf-8", "surrogatepass")
         self._send(b"rgs_audit_lock", ())
-        result = self._read(
+        self._send(
             b"rgs_audit",
             (
                 str(entry.at_us).encode(),
@@ -531,7 +537,6 @@ class PostgresTx:
                 rest,
             ),
         )
-        return int(result.get_value(0, 0))  # type: ignore[arg-type]
 
     def adjustment_done(self, reference: str) -> int | None:
         # Held to commit: a concurrent adjustment with this reference waits, then sees ours.
