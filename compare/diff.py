@@ -22,6 +22,7 @@ Money semantics, decided once here:
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,31 @@ class _Finding:
     currency_from_export: bool = False
 
 
+_Ids = tuple[list[np.ndarray], pa.Array]
+_NOTHING = np.zeros(0, np.int8)
+
+
+def _encode_ids(decisions: pa.Table, export: pa.Table) -> _Ids:
+    """The one hash pass over the ids: every row's transaction id (not only the money
+    rows: no copy, and the codes serve the row-level checks too), the export's, and
+    the refund references of both."""
+    return encode(
+        decisions.column("transaction_id"),
+        export.column("transaction_id"),
+        decisions.column("ref_transaction_id"),
+        export.column("ref_transaction_id"),
+    )
+
+
+def _rows_and_currencies(
+    decisions: pa.Table, export: pa.Table
+) -> tuple[Rows, tuple[np.ndarray, np.ndarray]]:
+    rows = Rows.of(decisions)
+    out = rows, _currency_codes(rows.column("currency"), export.column("currency"))
+    pa.default_memory_pool().release_unused()  # this thread's heap, before it ends
+    return out
+
+
 class _Sides:
     """Per-key facts of both sides; arrays are indexed by key code."""
 
@@ -68,8 +94,12 @@ class _Sides:
         rows: Rows,
         export: pa.Table,
         by_round: bool,
+        ids: _Ids | None,
+        currencies: tuple[np.ndarray, np.ndarray],
         check_ids: Callable[[], None] | None = None,
     ) -> None:
+        """``ids``: the transaction ids already encoded (see :func:`_encode_ids`), or None
+        for the round keys, which need the rows first."""
         money = rows.money()
         self.rows, self.export, self.by_round = rows, export, by_round
         self.money_idx = np.flatnonzero(money)
@@ -85,12 +115,9 @@ class _Sides:
             #: The synthetic round keys (``R:bet``) exist nowhere else.
             self.keys: pa.Array | None = keys
         else:
-            # The one hash pass over the ids: every row's transaction id (not only the money
-            # rows: no copy, and the codes serve the row-level checks too), the export's, and
-            # the refund references of both.
-            (tx, ek, ref, erk), keys = encode(
-                rows.column("transaction_id"), etx, rows.column("ref_transaction_id"), eref
-            )
+            assert ids is not None  # given for transaction ids (see diff)
+            (tx, ek, ref, erk), keys = ids
+            del ids
             rows.tx = tx
             if check_ids is not None and len(ek) and int(np.bincount(ek).max()) > 1:
                 check_ids()  # a repeated export id: the load's own error
@@ -136,7 +163,7 @@ class _Sides:
         settled = export.column("settled_at").cast(pa.int64())
         self.e_settled = _column_numpy(settled, NO_TIME)[e]
         del settled
-        wc, ec = _currency_codes(rows.column("currency"), export.column("currency"))
+        wc, ec = currencies
         self.w_cur = np.where(self.first >= 0, wc[safe], np.int8(-1))
         self.e_cur = ec[e]
         del wc, ec, safe, e
@@ -155,10 +182,18 @@ class _Sides:
     def forget_rule_inputs(self) -> None:
         """Drop the arrays only the rules read: the evidence is built after them, with
         the rest still held, and that is where the peak would otherwise be."""
-        empty = np.zeros(0, np.int8)
-        self.e_amount = self.e_status = self.e_event = self.e_settled = empty
-        self.w_cur = self.e_cur = self.e_ref = self.ok = empty
-        self.refund_moved = self.refund_seen = empty
+        self._forget("e_amount", "e_status", "e_event", "e_settled", "w_cur", "e_cur", "e_ref")
+        self._forget("ok", "refund_moved", "refund_seen")
+
+    def forget_keys(self) -> None:
+        """Drop every per-key array once the key findings are made: the row-level
+        checks that follow need none of them."""
+        self._forget("wk", "wrk", "money_idx", "recv", "movedc", "first", "w_amount")
+        self._forget("w_captured", "erow", "in_w", "in_e")
+
+    def _forget(self, *names: str) -> None:
+        for name in names:
+            setattr(self, name, _NOTHING)
 
 
 def _counts(codes: np.ndarray, k: int) -> np.ndarray:
@@ -393,15 +428,34 @@ def diff(
 ) -> DiffResult:
     """Every divergence between ``decisions`` and ``settlement`` (None: live checks only)."""
     opts = opts or CompareOptions()
-    rows = Rows.of(decisions)
     export = settlement.table if settlement is not None else _empty_export()
     by_round = settlement is not None and settlement.granularity == "round"
-    sides = _Sides(rows, export, by_round, settlement.check_ids if settlement else None)
+    # The id hash is the longest single-threaded step: the per-row masks and the
+    # currency codes, which need no ids, are made beside it.  The hash stays on this
+    # thread: its large, short-lived buffers are then handed back to the system
+    # (``encode``), which a worker thread's allocator heap would keep.
+    with ThreadPoolExecutor(1, thread_name_prefix="compare-rows") as pool:
+        side = pool.submit(_rows_and_currencies, decisions, export)
+        encoded = None if by_round else _encode_ids(decisions, export)
+        rows, cur = side.result()
+    check = settlement.check_ids if settlement else None
+    sides = _Sides(rows, export, by_round, encoded, cur, check)
+    del encoded, cur
     notes: dict[str, int] = {}
     findings = _export_rules(sides, opts, notes) if settlement is not None else []
     sides.forget_rule_inputs()
     mk = _Maker(rows, sides, export, currencies)
     out = mk.make_all(findings)
+    both = sides.in_w & sides.in_e
+    coverage = {
+        "captured": rows.n,
+        "decided": rows.n,
+        "matched": int(both.sum()),
+        "unmatched_wallet": int((sides.in_w & ~sides.in_e).sum()),
+        "unmatched_export": int((~sides.in_w & sides.in_e).sum()),
+    }
+    del both
+    sides.forget_keys()
     row_findings = [
         RowFinding(
             Kind.DOUBLE_APPLIED,
@@ -426,14 +480,6 @@ def diff(
     live, live_notes = live_findings(rows, opts)
     out.extend(mk.from_rows(row_findings + live))
     notes.update(live_notes)
-    both = sides.in_w & sides.in_e
-    coverage = {
-        "captured": rows.n,
-        "decided": rows.n,
-        "matched": int(both.sum()),
-        "unmatched_wallet": int((sides.in_w & ~sides.in_e).sum()),
-        "unmatched_export": int((~sides.in_w & sides.in_e).sum()),
-    }
     seen = set(pc.unique(rows.column("currency")).drop_null().to_pylist())
     seen |= set(pc.unique(export.column("currency")).drop_null().to_pylist())
     return DiffResult(out, coverage, notes, seen)
