@@ -35,7 +35,7 @@ from wallet_core.money import CurrencyTable, format_amount
 from .divergence import Divergence, Kind
 from .live import RowFinding, live_findings
 from .options import CompareOptions
-from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, encode
+from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, by_value, encode
 from .settlement import Settlement
 
 __all__ = ["DiffResult", "diff"]
@@ -223,7 +223,7 @@ def _currency_codes(
 
 
 def _index(column: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
-    index = pc.index_in(column, value_set=values)
+    index = by_value(column, lambda v: pc.index_in(v, value_set=values))
     return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int32)
 
 

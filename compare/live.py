@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from .divergence import Kind
 from .options import CompareOptions
-from .rows import REFUND, WIN, Rows, encode, mask
+from .rows import REFUND, WIN, Rows, by_value, encode, mask, same_text
 
 __all__ = ["RowFinding", "live_findings"]
 
@@ -71,11 +71,11 @@ def live_findings(r: Rows, opts: CompareOptions) -> tuple[list[RowFinding], dict
     status = t.column("live_status")
     live_code = t.column("live_code")
     answered = mask(pc.is_valid(status))
-    live_ok = mask(pc.equal(live_code, "OK")) | (
+    live_ok = mask(by_value(live_code, lambda v: pc.equal(v, "OK"))) | (
         mask(pc.is_null(live_code)) & mask(pc.equal(status, 200))
     )
-    transient = r.retry_later | mask(pc.equal(live_code, "RETRY_LATER"))
-    codes_differ = mask(pc.is_valid(live_code)) & ~mask(pc.equal(t.column("code"), live_code))
+    transient = r.retry_later | mask(by_value(live_code, lambda v: pc.equal(v, "RETRY_LATER")))
+    codes_differ = mask(pc.is_valid(live_code)) & ~same_text(t.column("code"), live_code)
     mismatch = answered & ~transient & ((r.ok != live_ok) | (~r.ok & ~live_ok & codes_differ))
     money_event = (r.event >= 0) & (r.event <= REFUND)
     for rows in _by_transaction(r, np.flatnonzero(mismatch)).values():
@@ -139,7 +139,9 @@ def _balance_chain(r: Rows, live_ok: np.ndarray) -> tuple[list[RowFinding], int]
     effect = np.where(is_first & ~r.no_money[idx], sign * r.amount[idx], 0)
     (acct,), _ = encode(
         pc.binary_join_element_wise(
-            t.column("player_id").take(take), t.column("currency").take(take), "\x1f"
+            t.column("player_id").take(take).cast(pa.string()),
+            t.column("currency").take(take).cast(pa.string()),
+            "\x1f",
         )
     )
     k_idx = np.flatnonzero(keep)

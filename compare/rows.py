@@ -8,6 +8,7 @@ are integer arithmetic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,13 @@ UNUSED = frozenset(
 )
 
 
+#: Few-valued text columns, read as dictionaries: the file already stores them so,
+#: and decoding ten million short strings per column costs more time and memory
+#: (about 70 MB each) than anything the diff then does with them.  Their type in
+#: the loaded table is ``dictionary<int32, string>`` (:data:`DICTIONARY_TYPE`).
+DICTIONARY = ("event", "currency", "outcome", "code", "live_code", "flags")
+DICTIONARY_TYPE = pa.dictionary(pa.int32(), pa.string())
+
 #: Numeric columns the diff reads whole: one chunk each, so numpy can view them rather
 #: than copy (80 MB each at ten million rows).
 ONE_CHUNK = frozenset({"amount_minor", "captured_at"})
@@ -72,7 +80,11 @@ def load_decisions(path: str | Path) -> pa.Table:
     try:
         schema = pq.read_schema(path)
         present = [f.name for f in DECISION_SCHEMA if f.name in schema.names]
-        table = pq.read_table(path, columns=[n for n in present if n not in UNUSED])
+        table = pq.read_table(
+            path,
+            columns=[n for n in present if n not in UNUSED],
+            read_dictionary=[n for n in DICTIONARY if n in present],
+        )
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (pa.ArrowException, OSError) as exc:
@@ -94,6 +106,8 @@ def load_decisions(path: str | Path) -> pa.Table:
                         columns.append(null_column(table.num_rows, field.type))
                     elif field.name in ONE_CHUNK:
                         columns.append(pa.chunked_array([column.cast(field.type).combine_chunks()]))
+                    elif pa.types.is_dictionary(column.type):
+                        columns.append(column.cast(DICTIONARY_TYPE))
                     else:
                         columns.append(column.cast(field.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -103,7 +117,8 @@ def load_decisions(path: str | Path) -> pa.Table:
         else:
             columns.append(null_column(table.num_rows, field.type))
     del table
-    out = pa.Table.from_arrays(columns, schema=DECISION_SCHEMA.with_metadata(schema.metadata))
+    fields = [f.with_type(c.type) for f, c in zip(DECISION_SCHEMA, columns, strict=True)]
+    out = pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata))
     seq = out.column("seq")
     if seq.null_count == 0 and out.num_rows > 1 and not _ascending(seq):
         out = out.take(pa.array(np.argsort(seq.to_numpy(), kind="stable")))
@@ -132,6 +147,35 @@ def null_column(n: int, type_: pa.DataType) -> pa.ChunkedArray:
     if n % size or not chunks:
         chunks.append(chunk.slice(0, n % size))
     return pa.chunked_array(chunks, type_)
+
+
+def by_value(
+    column: pa.Array | pa.ChunkedArray, fn: Callable[[pa.Array], pa.Array]
+) -> pa.ChunkedArray:
+    """``fn`` (a compute function of strings) row by row; for a dictionary column it
+    runs once per distinct value and is spread over the rows by their indices."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = [
+        fn(c.dictionary).take(c.indices) if pa.types.is_dictionary(c.type) else fn(c)
+        for c in chunks
+    ]
+    return pa.chunked_array(out, fn(pa.array([], pa.string())).type)
+
+
+def same_text(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Row-wise ``a == b`` for text columns, plain or dictionary (nulls: False)."""
+    values = pc.unique(
+        pa.concat_arrays([pc.unique(x).drop_null().cast(pa.string()) for x in (a, b)])
+    )
+    ia, ib = (
+        np.asarray(
+            pc.fill_null(by_value(x, lambda v: pc.index_in(v, value_set=values)), -1).to_numpy(),
+            np.int64,
+        )
+        for x in (a, b)
+    )
+    out: np.ndarray = (ia == ib) & (ia >= 0)
+    return out
 
 
 def mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -219,20 +263,25 @@ class Rows:
 
     @classmethod
     def of(cls, table: pa.Table) -> Rows:
-        event = pc.index_in(table.column("event"), value_set=pa.array(EVENTS))
-        flags = table.column("flags")
+        names = pa.array(EVENTS)
+        event = by_value(table.column("event"), lambda v: pc.index_in(v, value_set=names))
+        flags, code = table.column("flags"), table.column("code")
         captured = table.column("captured_at").cast(pa.int64())
+
+        def has(text: str) -> np.ndarray:
+            return mask(by_value(flags, lambda v: pc.match_substring(v, text)))
+
         return cls(
             table=table,
             n=table.num_rows,
             event=np.asarray(pc.fill_null(event, -1).to_numpy(zero_copy_only=False), np.int8),
             amount=_ints(table.column("amount_minor"), 0),
-            ok=mask(pc.equal(table.column("code"), "OK")),
-            retry_later=mask(pc.equal(table.column("code"), "RETRY_LATER")),
-            applied=mask(pc.equal(table.column("outcome"), "APPLIED")),
-            no_money=mask(pc.match_substring(flags, '"no_money_moved"')),
-            tombstone=mask(pc.match_substring(flags, '"tombstone"')),
-            late=mask(pc.match_substring(flags, '"late"')),
+            ok=mask(by_value(code, lambda v: pc.equal(v, "OK"))),
+            retry_later=mask(by_value(code, lambda v: pc.equal(v, "RETRY_LATER"))),
+            applied=mask(by_value(table.column("outcome"), lambda v: pc.equal(v, "APPLIED"))),
+            no_money=has('"no_money_moved"'),
+            tombstone=has('"tombstone"'),
+            late=has('"late"'),
             captured=_ints(captured, NO_TIME),
             has_txid=mask(pc.is_valid(table.column("transaction_id"))),
         )
