@@ -132,6 +132,11 @@ class WalletCore:
         digest = b""
         if cb.transaction_id is not None:
             digest = fingerprint(cb)
+            # Hints for a networked store: the session and round reads go with the claim.
+            # Not a refund's round: it locks the bet it names first (see below).
+            tx.prefetch_session(cb.session_id)
+            if cb.round_id is not None and cb.event is not Event.REFUND:
+                tx.prefetch_round(agg.name, cb.round_id)
             txn = tx.claim_txn(agg.name, cb.transaction_id)
             if txn is not None and txn.fingerprint is not None:
                 return self._repeat(tx, agg, cb, txn, digest, headers, body, now_us)

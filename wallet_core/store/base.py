@@ -189,6 +189,17 @@ class StoreTx(Protocol):
 
     def get_session(self, session_id: str) -> SessionRow | None: ...
 
+    def prefetch_session(self, session_id: str) -> None:
+        """A hint: :meth:`get_session` of ``session_id`` follows. A networked store may send
+        the read now, to arrive with the next read it waits for; others do nothing."""
+        ...
+
+    def prefetch_round(self, aggregator: str, round_id: str) -> None:
+        """A hint, as :meth:`prefetch_session`, for :meth:`get_round`; called right before
+        the callback's own :meth:`claim_txn`, so a store that locks the round on reading it
+        takes the locks in the order every writer does (transaction, then round)."""
+        ...
+
     def put_session(self, row: SessionRow, *, new: bool) -> None: ...
 
     def player_blocked(self, player_id: str) -> bool: ...

@@ -310,6 +310,12 @@ class BufferedTx:
         # An exact tuple: sqlite3 binds it faster than the NamedTuple itself (its slow path).
         self.buffer.ledger.append(tuple(entry))
 
+    def prefetch_session(self, session_id: str) -> None:
+        pass  # reads are local: nothing to send ahead
+
+    def prefetch_round(self, aggregator: str, round_id: str) -> None:
+        pass
+
     def chain_audit(self, entry: AuditEntry) -> None:
         self.append_audit(entry)  # nothing waits on the wire here
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import select
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -241,6 +241,11 @@ class PostgresTx:
         self._store = store
         self._pg = conn.pgconn
         self._queued = 0  # statements sent whose results are not read yet
+        #: What to do with the result of each queued statement (None: only its status).
+        self._handlers: list[Callable[[pq.abc.PGresult], None] | None] = []
+        #: Rows read ahead by prefetch_session/prefetch_round (None: known absent).
+        self._sessions: dict[str, SessionRow | None] = {}
+        self._rounds: dict[tuple[str, str], RoundRow | None] = {}
         self._poll = select.poll()
         self._poll.register(self._pg.socket, select.POLLIN)
         self._guard_ms = store.guard_ms
@@ -254,11 +259,18 @@ class PostgresTx:
         pg.enter_pipeline_mode()
         pg.send_query_params(b"BEGIN", None)
         self._queued += 1
+        self._handlers.append(None)
         self._send(b"rgs_timeouts", list(timeouts))
 
-    def _send(self, name: bytes, params: Sequence[_Param]) -> None:
+    def _send(
+        self,
+        name: bytes,
+        params: Sequence[_Param],
+        handler: Callable[[pq.abc.PGresult], None] | None = None,
+    ) -> None:
         self._pg.send_query_prepared(name, params, _FORMATS[name])
         self._queued += 1
+        self._handlers.append(handler)
 
     def _read(self, name: bytes, params: Sequence[_Param]) -> pq.abc.PGresult:
         """Send ``name`` after everything queued, wait for all of it; ``name``'s result."""
@@ -272,7 +284,9 @@ class PostgresTx:
             self._wait(select.POLLOUT)
         error: pq.abc.PGresult | None = None
         last: pq.abc.PGresult | None = None
-        for _ in range(self._queued):
+        handlers = self._handlers
+        self._handlers = []
+        for i in range(self._queued):
             result = self._next()
             self._queued -= 1
             if result is None:
@@ -282,6 +296,9 @@ class PostgresTx:
             last = result
             while self._next() is not None:  # the end of this statement's results
                 pass
+            handler = handlers[i] if i < len(handlers) else None
+            if handler is not None and error is None:
+                handler(result)
         end = self._next()
         if end is None or end.status != _SYNC:
             raise StorageError("PostgreSQL: the pipeline lost its place")
@@ -306,6 +323,7 @@ class PostgresTx:
     def commit(self) -> None:
         self._pg.send_query_params(b"COMMIT", None)
         self._queued += 1
+        self._handlers.append(None)
         self._sync()
         self._pg.exit_pipeline_mode()
 
@@ -323,6 +341,7 @@ class PostgresTx:
             if pg.status == pq.ConnStatus.OK:
                 pg.send_query_params(b"ROLLBACK", None)
                 self._queued = 1
+                self._handlers = [None]
                 self._sync()
                 pg.exit_pipeline_mode()
         except Exception:  # noqa: BLE001 - any trouble here: the connection is not reusable
@@ -387,8 +406,7 @@ class PostgresTx:
         )
         self._claimed[(row.aggregator, row.transaction_id)] = row.clone()
 
-    def _session_row(self, session_id: str) -> SessionRow | None:
-        result = self._read(b"rgs_session", (session_id.encode(),))
+    def _session_of(self, session_id: str, result: pq.abc.PGresult) -> SessionRow | None:
         if not result.ntuples:
             return None
         v = result.get_value
@@ -405,13 +423,25 @@ class PostgresTx:
         self._blocked[row.player_id] = v(0, 7) == b"t"
         return row
 
+    def _session_row(self, session_id: str) -> SessionRow | None:
+        return self._session_of(session_id, self._read(b"rgs_session", (session_id.encode(),)))
+
+    def prefetch_session(self, session_id: str) -> None:
+        # Sent now, read with the next statement that waits (the claim): a round trip saved.
+        def keep(result: pq.abc.PGresult) -> None:
+            self._sessions[session_id] = self._session_of(session_id, result)
+
+        self._send(b"rgs_session", (session_id.encode(),), keep)
+
     def get_session(self, session_id: str) -> SessionRow | None:
-        found = self._session_row(session_id)
+        found = self._sessions.pop(session_id, _UNSET)
+        if found is _UNSET:
+            found = self._session_row(session_id)
         if found is None:
             # The caller may create it: hold its key so a concurrent first callback waits.
             self._lock("session", session_id)
             found = self._session_row(session_id)
-        return found
+        return found  # type: ignore[no-any-return]
 
     def put_session(self, row: SessionRow, *, new: bool) -> None:
         if new:
@@ -462,10 +492,7 @@ class PostgresTx:
         self._balances[(player_id, currency)] = after  # the row is ours until commit
         return after
 
-    def get_round(self, aggregator: str, round_id: str) -> RoundRow | None:
-        # Every writer of a round takes this lock first, so the read after it is current.
-        self._lock("round", aggregator, round_id)
-        result = self._read(b"rgs_round", (aggregator.encode(), round_id.encode()))
+    def _round_of(self, aggregator: str, round_id: str, result: pq.abc.PGresult) -> RoundRow | None:
         if not result.ntuples:
             return None
         v = result.get_value
@@ -479,6 +506,25 @@ class PostgresTx:
             int(v(0, 4)),  # type: ignore[arg-type]
             _int(v(0, 5)),
         )
+
+    def prefetch_round(self, aggregator: str, round_id: str) -> None:
+        # The lock and the read are queued behind the claim (the order every writer takes).
+        key = (aggregator, round_id)
+
+        def keep(result: pq.abc.PGresult) -> None:
+            self._rounds[key] = self._round_of(aggregator, round_id, result)
+
+        self._lock("round", aggregator, round_id)
+        self._send(b"rgs_round", (aggregator.encode(), round_id.encode()), keep)
+
+    def get_round(self, aggregator: str, round_id: str) -> RoundRow | None:
+        found = self._rounds.pop((aggregator, round_id), _UNSET)
+        if found is not _UNSET:  # read after its lock, which is held to the commit
+            return found  # type: ignore[no-any-return]
+        # Every writer of a round takes this lock first, so the read after it is current.
+        self._lock("round", aggregator, round_id)
+        result = self._read(b"rgs_round", (aggregator.encode(), round_id.encode()))
+        return self._round_of(aggregator, round_id, result)
 
     def put_round(self, row: RoundRow, *, new: bool) -> None:
         self._send(

@@ -128,6 +128,12 @@ class _SqliteTx:
     def add_ledger(self, entry: LedgerEntry) -> None:
         self._x(SQL.ledger_insert, ledger_values(entry))
 
+    def prefetch_session(self, session_id: str) -> None:
+        pass  # reads are local: nothing to send ahead
+
+    def prefetch_round(self, aggregator: str, round_id: str) -> None:
+        pass
+
     def chain_audit(self, entry: AuditEntry) -> None:
         self.append_audit(entry)  # nothing waits on the wire here
 
