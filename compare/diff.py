@@ -77,13 +77,33 @@ def _encode_ids(decisions: pa.Table, export: pa.Table) -> _Ids:
     )
 
 
-def _rows_and_currencies(
-    decisions: pa.Table, export: pa.Table
-) -> tuple[Rows, tuple[np.ndarray, np.ndarray]]:
-    rows = Rows.of(decisions)
-    out = rows, _currency_codes(rows.column("currency"), export.column("currency"))
-    pa.default_memory_pool().release_unused()  # this thread's heap, before it ends
-    return out
+@dataclass(slots=True)
+class _ByRow:
+    """What the diff reads of each side row by row, before any key is known."""
+
+    rows: Rows
+    w_cur: np.ndarray  # currency codes shared by both sides (-1: none)
+    e_cur: np.ndarray
+    e_amount: np.ndarray  # export rows, in file order
+    e_status: np.ndarray
+    e_event: np.ndarray
+    e_settled: np.ndarray
+
+    @classmethod
+    def of(cls, decisions: pa.Table, export: pa.Table) -> _ByRow:
+        rows = Rows.of(decisions)
+        w_cur, e_cur = _currency_codes(rows.column("currency"), export.column("currency"))
+        out = cls(
+            rows,
+            w_cur,
+            e_cur,
+            _column_numpy(export.column("amount_minor"), 0),
+            _codes(export.column("status"), ("SETTLED", "DECLINED", "CANCELLED")),
+            _codes(export.column("event"), _EXPORT_EVENTS),
+            _column_numpy(export.column("settled_at").cast(pa.int64()), NO_TIME),
+        )
+        pa.default_memory_pool().release_unused()  # this thread's heap, before it ends
+        return out
 
 
 class _Sides:
@@ -95,7 +115,7 @@ class _Sides:
         export: pa.Table,
         by_round: bool,
         ids: _Ids | None,
-        currencies: tuple[np.ndarray, np.ndarray],
+        by_row: _ByRow,
         check_ids: Callable[[], None] | None = None,
     ) -> None:
         """``ids``: the transaction ids already encoded (see :func:`_encode_ids`), or None
@@ -157,16 +177,13 @@ class _Sides:
         self.erow[ek] = np.arange(len(ek))
         self.in_e = self.erow >= 0
         e = np.maximum(self.erow, 0)
-        self.e_amount = _column_numpy(export.column("amount_minor"), 0)[e]
-        self.e_status = _codes(export.column("status"), ("SETTLED", "DECLINED", "CANCELLED"))[e]
-        self.e_event = _codes(export.column("event"), _EXPORT_EVENTS)[e]
-        settled = export.column("settled_at").cast(pa.int64())
-        self.e_settled = _column_numpy(settled, NO_TIME)[e]
-        del settled
-        wc, ec = currencies
-        self.w_cur = np.where(self.first >= 0, wc[safe], np.int8(-1))
-        self.e_cur = ec[e]
-        del wc, ec, safe, e
+        self.e_amount = by_row.e_amount[e]
+        self.e_status = by_row.e_status[e]
+        self.e_event = by_row.e_event[e]
+        self.e_settled = by_row.e_settled[e]
+        self.w_cur = np.where(self.first >= 0, by_row.w_cur[safe], np.int8(-1))
+        self.e_cur = by_row.e_cur[e]
+        del safe, e
         ref_of = np.full(k, -1, erk.dtype)
         ref_of[ek] = erk
         self.e_ref = ref_of
@@ -208,7 +225,9 @@ def _counts(codes: np.ndarray, k: int) -> np.ndarray:
 
 
 def _column_numpy(column: pa.ChunkedArray, fill: int) -> np.ndarray:
-    return np.asarray(pc.fill_null(column, fill).to_numpy(), np.int64)
+    if column.null_count:  # fill_null copies even when there is nothing to fill
+        column = pc.fill_null(column, fill)
+    return np.asarray(column.to_numpy(), np.int64)
 
 
 def _currency_codes(
@@ -430,17 +449,18 @@ def diff(
     opts = opts or CompareOptions()
     export = settlement.table if settlement is not None else _empty_export()
     by_round = settlement is not None and settlement.granularity == "round"
-    # The id hash is the longest single-threaded step: the per-row masks and the
-    # currency codes, which need no ids, are made beside it.  The hash stays on this
+    # The id hash is the longest single-threaded step: what needs no ids (the row
+    # masks, currency, status and event codes: :class:`_ByRow`) is made beside it.  The hash stays on this
     # thread: its large, short-lived buffers are then handed back to the system
     # (``encode``), which a worker thread's allocator heap would keep.
     with ThreadPoolExecutor(1, thread_name_prefix="compare-rows") as pool:
-        side = pool.submit(_rows_and_currencies, decisions, export)
+        side = pool.submit(_ByRow.of, decisions, export)
         encoded = None if by_round else _encode_ids(decisions, export)
-        rows, cur = side.result()
+        by_row = side.result()
+    rows = by_row.rows
     check = settlement.check_ids if settlement else None
-    sides = _Sides(rows, export, by_round, encoded, cur, check)
-    del encoded, cur
+    sides = _Sides(rows, export, by_round, encoded, by_row, check)
+    del encoded, by_row
     notes: dict[str, int] = {}
     findings = _export_rules(sides, opts, notes) if settlement is not None else []
     sides.forget_rule_inputs()
