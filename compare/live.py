@@ -65,6 +65,16 @@ def _live_text(r: Rows, row: int) -> str:
     return text + (f", balance {balance} minor" if balance is not None else "")
 
 
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """As float64 numpy (nulls 0.0): a view when the column is one chunk without nulls."""
+    array: pa.Array | pa.ChunkedArray = column
+    if column.num_chunks == 1:
+        array = column.chunk(0)
+    if array.null_count:
+        array = pc.fill_null(array, 0.0)
+    return np.asarray(array.to_numpy(zero_copy_only=False), np.float64)
+
+
 def live_findings(r: Rows, opts: CompareOptions) -> tuple[list[RowFinding], dict[str, int]]:
     t = r.table
     out: list[RowFinding] = []
@@ -92,7 +102,7 @@ def live_findings(r: Rows, opts: CompareOptions) -> tuple[list[RowFinding], dict
                 live=_live_text(r, row),
             )
         )
-    latency = np.asarray(pc.fill_null(t.column("latency_ms"), 0.0).to_numpy(), np.float64)
+    latency = _floats(t.column("latency_ms"))
     gave_up = mask(pc.is_valid(t.column("error")))
     slow = (latency >= opts.slow_ms) | gave_up
     for rows in _by_transaction(r, np.flatnonzero(slow)).values():

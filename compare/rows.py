@@ -67,7 +67,7 @@ DICTIONARY_TYPE = pa.dictionary(pa.int32(), pa.string())
 
 #: Numeric columns the diff reads whole: one chunk each, so numpy can view them rather
 #: than copy (80 MB each at ten million rows).
-ONE_CHUNK = frozenset({"amount_minor", "captured_at"})
+ONE_CHUNK = frozenset({"amount_minor", "captured_at", "latency_ms"})
 
 
 def load_decisions(path: str | Path) -> pa.Table:
