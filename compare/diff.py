@@ -235,7 +235,7 @@ def _currency_codes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shared codes of the few currencies (nulls -1), without hashing every row twice."""
     seen = pa.concat_arrays(
-        [pc.unique(wallet).drop_null().cast(pa.string()), pc.unique(export).drop_null()]
+        [pc.unique(side).drop_null().cast(pa.string()) for side in (wallet, export)]
     )
     values = pc.unique(seen)
     return _index(wallet, values), _index(export, values)
@@ -247,7 +247,8 @@ def _index(column: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
 
 
 def _codes(column: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> np.ndarray:
-    index = pc.index_in(column, value_set=pa.array(values))
+    names = pa.array(values)
+    index = by_value(column, lambda v: pc.index_in(v, value_set=names))
     return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int8)
 
 

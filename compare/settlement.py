@@ -28,7 +28,7 @@ from wallet_core.errors import InputError
 from wallet_core.money import CurrencyTable, MoneyError, parse_amount
 
 from .columnmap import ColumnMap
-from .rows import dictionary_codes
+from .rows import DICTIONARY_TYPE, by_value, dictionary_codes
 
 __all__ = ["EXPORT_SCHEMA", "Settlement", "SettlementError", "load_settlement"]
 
@@ -132,7 +132,12 @@ def _read(path: Path, cmap: ColumnMap) -> _Source:
             # empty cells: "NA" or "NULL" stay text), so no column is rewritten afterwards.
             convert_options=pacsv.ConvertOptions(
                 # Every column typed as string: amounts must never pass through a float.
-                column_types={name: pa.string() for name in names},
+                # The few-valued columns (event, status, currency) as dictionaries: a
+                # third of the memory, and checks then run once per distinct value.
+                column_types={
+                    name: DICTIONARY_TYPE if name in _few_valued(cmap) else pa.string()
+                    for name in names
+                },
                 # Only the columns the map uses, when the header is plain enough to be sure
                 # of its names (no quotes): the reader then skips converting the others.
                 include_columns=_wanted(names, cmap) if plain else [],
@@ -145,6 +150,10 @@ def _read(path: Path, cmap: ColumnMap) -> _Source:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SettlementError(path, None, None, None, f"unreadable CSV: {text}") from None
     return _Source(path, table, cmap.skip_lines + 2, True, names=names if plain else None)
+
+
+def _few_valued(cmap: ColumnMap) -> set[str]:
+    return {cmap.source(field) for field in ("event", "status", "currency")} - {""}
 
 
 def _wanted(names: list[str], cmap: ColumnMap) -> list[str]:
@@ -177,6 +186,8 @@ def _column(src: _Source, cmap: ColumnMap, name: str) -> pa.Array | None:
     col = src.table.column(source)
     if pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type):
         return col
+    if src.is_csv and pa.types.is_dictionary(col.type):
+        return col  # read so (see _read), empty cells already null
     col = col.cast(pa.string())
     if src.is_csv or not pc.any(pc.equal(col, "")).as_py():
         return col
@@ -198,7 +209,7 @@ def _first(mask: pa.Array) -> int:
 
 def _mapped(src: _Source, col: pa.Array, column: str, mapping: dict[str, str]) -> pa.Array:
     keys = pa.array(list(mapping), pa.string())
-    index = pc.index_in(col, value_set=keys)
+    index = by_value(col, lambda v: pc.index_in(v, value_set=keys))
     bad = index.is_null()
     if pc.any(bad).as_py():
         row = _first(bad)
@@ -208,13 +219,14 @@ def _mapped(src: _Source, col: pa.Array, column: str, mapping: dict[str, str]) -
             f"unknown value {col[row].as_py()!r} (expected one of {', '.join(sorted(mapping))})",
         )
     if all(k == v for k, v in mapping.items()):  # the reference spelling: no copy
-        return col.cast(pa.string())
+        return col
     return pc.take(pa.array(list(mapping.values()), pa.string()), index)
 
 
 def _exponents(src: _Source, currency: pa.Array, column: str, table: CurrencyTable) -> np.ndarray:
     codes = table.codes()
-    index = pc.index_in(currency, value_set=pa.array(codes, pa.string()))
+    known = pa.array(codes, pa.string())
+    index = by_value(currency, lambda v: pc.index_in(v, value_set=known))
     bad = index.is_null()
     if pc.any(bad).as_py():
         row = _first(bad)
@@ -438,7 +450,7 @@ def load_settlement(
         check_ids()
     n = src.table.num_rows
     lines = _lines(src)
-    table = pa.Table.from_arrays(
+    table = _export_table(
         [
             txid.cast(pa.string()),
             _or_nulls(cols["round_id"], n),
@@ -446,13 +458,12 @@ def load_settlement(
             _or_nulls(cols["session_id"], n),
             event,
             pa.array(amount, pa.int64()),
-            currency.cast(pa.string()),
+            _text(currency),
             status,
             settled,
             _or_nulls(cols["ref_transaction_id"], n),
             lines,
-        ],
-        schema=EXPORT_SCHEMA,
+        ]
     )
     del src, cols
     pa.default_memory_pool().release_unused()  # hand the raw text columns back
@@ -491,7 +502,7 @@ def _rounds_to_rows(src: _Source, cmap: ColumnMap, currencies: CurrencyTable) ->
     halves = []
     for event, amount in (("bet", bet), ("win", win)):
         halves.append(
-            pa.Table.from_arrays(
+            _export_table(
                 [
                     pc.binary_join_element_wise(round_id, pa.scalar(event), ":"),
                     round_id,
@@ -500,12 +511,11 @@ def _rounds_to_rows(src: _Source, cmap: ColumnMap, currencies: CurrencyTable) ->
                     pa.array([event] * n, pa.string()),
                     pa.array(amount, pa.int64()),
                     currency.cast(pa.string()),
-                    status,
+                    status.cast(pa.string()),
                     settled,
                     pa.nulls(n, pa.string()),
                     lines,
-                ],
-                schema=EXPORT_SCHEMA,
+                ]
             )
         )
     return Settlement(src.path, pa.concat_tables(halves), "round")
@@ -520,6 +530,21 @@ def _release(src: _Source, cols: dict[str, pa.Array | None], cmap: ColumnMap, na
         cmap.source(other) == source for other, col in cols.items() if col is not None
     ):
         src.table = src.table.drop_columns([source])
+
+
+def _text(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Strings as they are: plain, or the CSV reader's dictionaries (kept, not decoded)."""
+    return col if pa.types.is_dictionary(col.type) else col.cast(pa.string())
+
+
+def _export_table(columns: list[pa.Array | pa.ChunkedArray]) -> pa.Table:
+    """:data:`EXPORT_SCHEMA`, where ``event``, ``status`` and ``currency`` may also be
+    ``dictionary<int32, string>`` (a CSV export's)."""
+    fields = [
+        f.with_type(c.type) if pa.types.is_dictionary(c.type) else f
+        for f, c in zip(EXPORT_SCHEMA, columns, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
 def _lines(src: _Source) -> pa.Array:
