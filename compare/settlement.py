@@ -66,7 +66,8 @@ class SettlementError(InputError):
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """A loaded export: ``table`` has :data:`EXPORT_SCHEMA`; ``granularity`` is its key."""
+    """A loaded export: ``table`` has :data:`EXPORT_SCHEMA` (``event``, ``status`` and
+    ``currency`` possibly dictionary-encoded); ``granularity`` is its key."""
 
     path: Path
     table: pa.Table
