@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,6 +173,13 @@ def _mitmdump(port: int, upstream: int, extra: list[str]) -> list[str]:
     ]
 
 
+def _pinned(cpu: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child (and every thread it starts) to ``cpu``."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -199,6 +207,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the proxies to one CPU and the load generator to another",
+    )
+    parser.add_argument(
         "--together-rounds", type=int, default=8, help="rounds with every proxy loaded at once"
     )
     parser.add_argument("--upstream-server", type=int, help=argparse.SUPPRESS)
@@ -208,6 +222,11 @@ def main() -> None:
         asyncio.run(_upstream(args.upstream_server, args.max_lifetime))
         return
 
+    cpus = sorted(os.sched_getaffinity(0))
+    load_cpu = proxy_cpu = None
+    if args.pin and len(cpus) >= 2:  # the proxies on one CPU, the load and upstream on another
+        load_cpu, proxy_cpu = cpus[0], cpus[1]
+        os.sched_setaffinity(0, {load_cpu})
     work = Path(tempfile.mkdtemp(prefix="rgs-bench-"))
     (work / "noop.py").write_text(NOOP_ADDON)
     up = _free_port()
@@ -237,12 +256,15 @@ def main() -> None:
                 str(up),
                 "--max-lifetime",
                 str(args.max_lifetime),
-            ]
+            ],
+            preexec_fn=_pinned(load_cpu),
         )
         procs.append(upstream)
         _wait_listening(up, upstream)
         for name, port in ports.items():
-            proc = subprocess.Popen(_mitmdump(port, up, extras[name]))
+            proc = subprocess.Popen(
+                _mitmdump(port, up, extras[name]), preexec_fn=_pinned(proxy_cpu)
+            )
             procs.append(proc)
             pids[name] = proc.pid
             _wait_listening(port, proc)
