@@ -2,9 +2,9 @@
 
 ``rgs-shadow compare`` and ``rgs-shadow demo`` both run exactly this, so the demo
 cannot drift from the command people run.  The two files are read at the same
-time: each load is partly single-threaded (hashing the export's ids, converting
-its amounts), and on two cores one load's single-threaded stretches run beside
-the other's.
+time: each load is partly single-threaded (checking and converting the export's
+cells, assembling the decision table), and on two cores one load's
+single-threaded stretches run beside the other's.
 """
 
 from __future__ import annotations
