@@ -21,6 +21,7 @@ the parent dies (even by SIGKILL), so no worker outlives its command.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -279,6 +280,9 @@ def _run(
             file=sys.stderr,
             flush=True,
         )
+    # Everything alive now (the imports, the app, the config) lives as long as the process:
+    # out of the collector's sight, full collections walk only what requests create.
+    gc.freeze()
     server.run(sockets=[sock])
     if not server.started:
         raise ConfigError("serve: the server did not start (see the messages above)")
