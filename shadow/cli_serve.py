@@ -270,6 +270,7 @@ def _run(
             log_level="warning",
             timeout_graceful_shutdown=GRACEFUL_S,
             timeout_keep_alive=30,
+            proxy_headers=False,  # nothing here reads the client's address: no per-request pass
         )
     )
     host, port = sock.getsockname()[:2]
