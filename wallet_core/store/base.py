@@ -21,6 +21,7 @@ __all__ = [
     "HistoryRow",
     "HistoryStore",
     "LedgerEntry",
+    "LocalTx",
     "RoundRow",
     "SessionRow",
     "Store",
@@ -278,3 +279,19 @@ class HistoryStore(Store, Protocol):
     def txn_history(self, since_us: int | None, until_us: int | None) -> Iterator[HistoryRow]:
         """Every callback decided in ``[since_us, until_us)`` (None: unbounded), in audit order."""
         ...
+
+
+class LocalTx:
+    """The hints and the deferred audit append of a store that waits on no wire (SQLite)."""
+
+    def append_audit(self, entry: AuditEntry) -> int:
+        raise NotImplementedError
+
+    def prefetch_session(self, session_id: str) -> None:
+        pass  # reads are local: nothing to send ahead
+
+    def prefetch_round(self, aggregator: str, round_id: str) -> None:
+        pass
+
+    def chain_audit(self, entry: AuditEntry) -> None:
+        self.append_audit(entry)

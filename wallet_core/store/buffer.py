@@ -24,7 +24,7 @@ from typing import Any
 
 from wallet_core.audit import AUDIT_COLUMNS, GENESIS, audit_values, chain_hash
 
-from .base import AuditEntry, LedgerEntry, RoundRow, SessionRow, TxnRow
+from .base import AuditEntry, LedgerEntry, LocalTx, RoundRow, SessionRow, TxnRow
 from .keyfilter import KeyFilter
 from .rows import SQLITE as SQL
 from .rows import (
@@ -198,7 +198,7 @@ class WriteBuffer:
         self.head = None
 
 
-class BufferedTx:
+class BufferedTx(LocalTx):
     """The StoreTx of one callback in replay durability: writes in place, with an undo log.
 
     :meth:`begin` and then either nothing (the callback finished: its writes stand)
@@ -309,15 +309,6 @@ class BufferedTx:
     def add_ledger(self, entry: LedgerEntry) -> None:
         # An exact tuple: sqlite3 binds it faster than the NamedTuple itself (its slow path).
         self.buffer.ledger.append(tuple(entry))
-
-    def prefetch_session(self, session_id: str) -> None:
-        pass  # reads are local: nothing to send ahead
-
-    def prefetch_round(self, aggregator: str, round_id: str) -> None:
-        pass
-
-    def chain_audit(self, entry: AuditEntry) -> None:
-        self.append_audit(entry)  # nothing waits on the wire here
 
     def append_audit(self, entry: AuditEntry) -> int:
         buffer = self.buffer

@@ -32,6 +32,7 @@ from .base import (
     AuditRow,
     HistoryRow,
     LedgerEntry,
+    LocalTx,
     RoundRow,
     SessionRow,
     StoreTx,
@@ -58,7 +59,7 @@ __all__ = ["SqliteStore"]
 Durability = Literal["live", "replay"]
 
 
-class _SqliteTx:
+class _SqliteTx(LocalTx):
     """The operations of one transaction; instances are reused, state lives in SQLite."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -127,15 +128,6 @@ class _SqliteTx:
 
     def add_ledger(self, entry: LedgerEntry) -> None:
         self._x(SQL.ledger_insert, ledger_values(entry))
-
-    def prefetch_session(self, session_id: str) -> None:
-        pass  # reads are local: nothing to send ahead
-
-    def prefetch_round(self, aggregator: str, round_id: str) -> None:
-        pass
-
-    def chain_audit(self, entry: AuditEntry) -> None:
-        self.append_audit(entry)  # nothing waits on the wire here
 
     def append_audit(self, entry: AuditEntry) -> int:
         row = self._x("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
