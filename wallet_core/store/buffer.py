@@ -9,6 +9,12 @@ rolled-back transaction would leave things.  Writing in place (rather than into
 an overlay merged at the end) keeps a read to one dictionary probe and a
 finished callback to no work at all, which matters at tens of thousands per second.
 
+Memory stays bounded: after a flush, a table caching more than ``max_cached`` rows
+drops its oldest half (the rounds and bets just written stay, for the wins and
+settles that follow), and a table that held every row until then keeps a
+:class:`~.keyfilter.KeyFilter` of its keys, so a new transaction id is still known
+absent without asking SQLite.
+
 Rows handed to the engine are copies, because the engine mutates rows before
 writing them back and a failed callback must not leave a mutated row behind.  Rows
 the engine writes are kept as given: the engine does not touch a row after it
