@@ -160,8 +160,8 @@ class _Sides:
         self.first: np.ndarray = np.full(k, -1, np.int32 if rows.n < 2**31 else np.int64)
         self.first[wk[::-1]] = self.money_idx[::-1]
         safe = np.maximum(self.first, 0)
-        self.w_amount = rows.amount[safe]
-        self.w_captured = np.where(self.first >= 0, rows.captured[safe], NO_TIME)
+        self.w_amount = _gather(rows.amount, safe)
+        self.w_captured = np.where(self.first >= 0, _gather(rows.captured, safe), NO_TIME)
         if by_round:  # a round's net bet (refunds subtract) and its total win
             amount = rows.amount[self.money_idx]
             signed = np.where(ev == REFUND, -amount, amount) * moved
@@ -177,12 +177,12 @@ class _Sides:
         self.erow[ek] = np.arange(len(ek))
         self.in_e = self.erow >= 0
         e = np.maximum(self.erow, 0)
-        self.e_amount = by_row.e_amount[e]
-        self.e_status = by_row.e_status[e]
-        self.e_event = by_row.e_event[e]
-        self.e_settled = by_row.e_settled[e]
-        self.w_cur = np.where(self.first >= 0, by_row.w_cur[safe], np.int8(-1))
-        self.e_cur = by_row.e_cur[e]
+        self.e_amount = _gather(by_row.e_amount, e)
+        self.e_status = _gather(by_row.e_status, e)
+        self.e_event = _gather(by_row.e_event, e)
+        self.e_settled = _gather(by_row.e_settled, e)
+        self.w_cur = np.where(self.first >= 0, _gather(by_row.w_cur, safe), np.int8(-1))
+        self.e_cur = _gather(by_row.e_cur, e)
         del safe, e
         ref_of = np.full(k, -1, erk.dtype)
         ref_of[ek] = erk
@@ -468,6 +468,12 @@ def _row_checks(rows: Rows, opts: CompareOptions) -> tuple[list[RowFinding], int
     ]
     live, live_notes = live_findings(rows, opts)
     return found + live, within, live_notes
+
+
+def _gather(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values[at]``; zeros when a side has no rows at all (every ``at`` is then a clamped -1,
+    and the caller masks those positions)."""
+    return values[at] if len(values) else np.zeros(len(at), values.dtype)
 
 
 def diff(

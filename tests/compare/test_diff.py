@@ -215,3 +215,19 @@ def test_one_transaction_may_carry_several_kinds(run_diff: RunDiff) -> None:
         ("SLOW_RESPONSE", "b-two", 0),
         ("STATUS_MISMATCH", "b-two", 9_00),
     ]
+
+
+def test_no_decisions_at_all_leave_the_export_pending(run_diff: RunDiff) -> None:
+    scn = Scenario()
+    scn.settled("w-only", "win", 7_00)
+    result = run_diff(scn)
+    # No wallet period to compare against: the export's row waits, nothing is claimed.
+    assert result.divergences == []
+    assert result.coverage["unmatched_export"] == 1
+    assert result.notes["pending_in_wallet"] == 1
+
+
+def test_an_export_without_rows_misses_every_money_movement(run_diff: RunDiff) -> None:
+    scn = Scenario()
+    scn.callback("win", "w-only", 3_00)
+    assert kinds(run_diff(scn)) == [("MISSING_IN_EXPORT", "w-only", 3_00)]
