@@ -15,7 +15,10 @@ sends it pre-signed, all-distinct callbacks with the mix of ``bench/engine.py``
 Beside it, on the same PostgreSQL and in the same run (before and after the wallet's
 PostgreSQL load), pgbench's TPC-B-like transactions/s with as many clients as the
 closed loop has connections, in a scratch database.  Target: the wallet's
-PostgreSQL callbacks/s at least 0.5 of pgbench's.
+PostgreSQL callbacks/s at least 0.5 of pgbench's.  PostgreSQL is served twice, each
+time fresh: ``--workers 2`` with the default thread pool, and ``--inline --workers 4``
+(each process decides one callback at a time on its event loop; docs/server.md).
+pgbench runs before, between and after; its mean is the reference.
 
 PostgreSQL: ``RGS_SHADOW_TEST_PG_URL`` if set (an admin URL; scratch databases are
 created and dropped on it), else a throwaway cluster started the way
@@ -198,11 +201,13 @@ def load(requests: Path, port: int, mode: str, skip: int, **opts: Any) -> dict[s
     return result
 
 
-def measure(db: str, requests: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure(
+    db: str, requests: Path, args: argparse.Namespace, serving: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     """Open loop then closed loop against one fresh live server on ``db``."""
     opened = int(args.rate * args.seconds)
     workers = args.workers if db.startswith("postgresql") else 1
-    with Server(db, "live", "--workers", str(workers)) as server:
+    with Server(db, "live", "--workers", str(workers), *serving) as server:
         open_accounts(server)
         port = int(server.url.rsplit(":", 1)[1])
         load(requests, port, "closed", 0, count=WARMUP, connections=args.connections, seconds=60)
@@ -253,6 +258,9 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="serve --workers on PostgreSQL (SQLite: 1)"
     )
+    parser.add_argument(
+        "--inline-workers", type=int, default=4, help="serve --inline --workers on PostgreSQL"
+    )
     args = parser.parse_args()
     print(machine(), flush=True)
     work = Path(tempfile.mkdtemp(prefix="rgs-bench-server-"))
@@ -273,6 +281,11 @@ def main() -> None:
         created.append(name)
         postgres = measure(wallet_url, requests, args)
         tps.append(pgbench_tps(bench_url, args.connections, args.seconds))
+        name, inline_url = pg.create("rgs_bench_inline")
+        created.append(name)
+        inline_args = argparse.Namespace(**{**vars(args), "workers": args.inline_workers})
+        inline = measure(inline_url, requests, inline_args, ("--inline",))
+        tps.append(pgbench_tps(bench_url, args.connections, args.seconds))
         version = pg.version()
     finally:
         for name in created:
@@ -284,7 +297,8 @@ def main() -> None:
 
     print(
         f"{version}; wallet server: uvicorn, SQLite 1 process, PostgreSQL {args.workers}"
-        " worker processes (serve --workers) with a pool of 10 each"
+        " worker processes (serve --workers) with a pool of 10 each; postgresql-inline:"
+        f" serve --inline --workers {args.inline_workers}"
     )
     print(
         f"load: {pool:,} distinct pre-signed callbacks (bench/engine.py mix, {PLAYERS} players), "
@@ -294,25 +308,30 @@ def main() -> None:
         f"{'store':<10} {'load':<18} {'callbacks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
         f" {'srv CPU':>7} {'us/cb':>8}   answers"
     )
-    for store, (at_rate, flat_out) in (("sqlite", sqlite), ("postgresql", postgres)):
+    stores = (("sqlite", sqlite), ("postgresql", postgres), ("pg-inline", inline))
+    for store, (at_rate, flat_out) in stores:
         print(row(store, f"open {args.rate:g}/s", at_rate))
         print(row(store, f"closed {args.connections} conns", flat_out))
     best = sum(tps) / len(tps)
     print(
         f"pgbench TPC-B-like, scale {scale}, -c {args.connections} -j 2 -T {args.seconds:g}: "
-        f"{best:,.0f} tps (before {tps[0]:,.0f}, after {tps[1]:,.0f})"
+        f"{best:,.0f} tps (before, between and after the wallet's loads: "
+        + ", ".join(f"{t:,.0f}" for t in tps)
+        + ")"
     )
-    for store, (at_rate, _) in (("sqlite", sqlite), ("postgresql", postgres)):
+    for store, (at_rate, _) in stores:
         ok = at_rate["p99_ms"] < 50 and at_rate["rate"] >= 0.95 * args.rate
         print(
             f"target p99 < 50 ms at {args.rate:g}/s, {store}: p99 {at_rate['p99_ms']:.1f} ms at "
             f"{at_rate['rate']:,.0f}/s -> {'met' if ok else 'NOT met'}"
         )
-    ratio = postgres[1]["rate"] / best
-    print(
-        f"target postgresql callbacks/s >= 0.5 x pgbench tps: {postgres[1]['rate']:,.0f} / "
-        f"{best:,.0f} = {ratio:.2f} -> {'met' if ratio >= 0.5 else 'NOT met'}"
-    )
+    for store, (_, flat_out) in stores[1:]:
+        ratio = flat_out["rate"] / best
+        print(
+            f"target postgresql callbacks/s >= 0.5 x pgbench tps, {store}: "
+            f"{flat_out['rate']:,.0f} / {best:,.0f} = {ratio:.2f} -> "
+            f"{'met' if ratio >= 0.5 else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

@@ -98,6 +98,14 @@ def serve(
         int,
         typer.Option("--workers", help="Server processes sharing the socket (postgresql:// only)."),
     ] = 1,
+    inline: Annotated[
+        bool,
+        typer.Option(
+            "--inline",
+            help="Each process decides one callback at a time on its event loop, without the"
+            " thread hand-off: faster with several --workers; see docs/server.md.",
+        ),
+    ] = False,
 ) -> None:
     """Run the wallet: callbacks on POST /rgs/{aggregator}, the operator API, /healthz."""
     if mode not in {m.value for m in Mode}:
@@ -125,10 +133,10 @@ def serve(
             # Fork with no pool threads and no connections alive: each worker opens its own.
             store.close()
             store = None
-            _supervise(workers, db, wallet_config, token, sock, mode)
+            _supervise(workers, db, wallet_config, token, sock, mode, inline)
             return
         core = WalletCore(store, wallet_config, mode=Mode(mode), check_timestamps=True)
-        _run(core, operator, wallet_config, token, sock, mode)
+        _run(core, operator, wallet_config, token, sock, mode, inline=inline)
     finally:
         sock.close()
         if store is not None:
@@ -144,7 +152,13 @@ def _record_mode(store: Store, mode: str) -> None:
 
 
 def _supervise(
-    workers: int, db: str, config: Any, token: str | None, sock: socket.socket, mode: str
+    workers: int,
+    db: str,
+    config: Any,
+    token: str | None,
+    sock: socket.socket,
+    mode: str,
+    inline: bool,
 ) -> None:
     """Fork ``workers`` servers on ``sock``; pass signals on; wait for them all."""
     parent = os.getpid()
@@ -166,7 +180,7 @@ def _supervise(
         for number in range(workers):
             pid = os.fork()
             if pid == 0:  # the worker: never returns into the parent's code
-                os._exit(_worker(number, parent, db, config, token, sock, mode))
+                os._exit(_worker(number, parent, db, config, token, sock, mode, inline))
             children.add(pid)
         host, port = sock.getsockname()[:2]
         admin = "on" if token else f"off (set {ADMIN_TOKEN_ENV})"
@@ -211,6 +225,7 @@ def _worker(
     token: str | None,
     sock: socket.socket,
     mode: str,
+    inline: bool,
 ) -> int:
     """One forked server process; its exit status."""
     try:
@@ -224,7 +239,16 @@ def _worker(
         store = open_store(db, **_store_options(db))
         try:
             core = WalletCore(store, config, mode=Mode(mode), check_timestamps=True)
-            _run(core, OperatorApi(store, config), config, token, sock, mode, announce=False)
+            _run(
+                core,
+                OperatorApi(store, config),
+                config,
+                token,
+                sock,
+                mode,
+                announce=False,
+                inline=inline,
+            )
         finally:
             store.close()
         return 0
@@ -244,13 +268,14 @@ def _run(
     mode: str,
     *,
     announce: bool = True,
+    inline: bool = False,
 ) -> None:
     import uvicorn
 
     from wallet_core.asgi import create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(core, operator, config, token)
+    app = create_app(core, operator, config, token, inline=inline)
 
     class Server(uvicorn.Server):
         """uvicorn re-raises a caught SIGTERM once it has shut down, so the process would die

@@ -153,9 +153,14 @@ def test_workers_are_refused_on_sqlite(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_workers_share_one_ledger_and_stop_cleanly(pg_store_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [[], ["--inline"]], ids=["pool", "inline"])
+def test_workers_share_one_ledger_and_stop_cleanly(
+    pg_store_url: str, tmp_path: Path, extra: list[str]
+) -> None:
     snapshot = snapshot_file(tmp_path / "open.csv", [("p1", "EUR", "10.00")])
-    server = Server(pg_store_url, "live", "--snapshot", str(snapshot), "--workers", "2").start()
+    server = Server(
+        pg_store_url, "live", "--snapshot", str(snapshot), "--workers", "2", *extra
+    ).start()
     try:
         assert (
             server.admin(

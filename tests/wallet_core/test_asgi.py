@@ -41,9 +41,12 @@ def _app(
     return client, store, core
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[tuple[TestClient, SqliteStore, WalletCore]]:
-    client, store, core = _app(tmp_path)
+@pytest.fixture(params=[False, True], ids=["pool", "inline"])
+def app(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[TestClient, SqliteStore, WalletCore]]:
+    """Every test below runs with the thread pool and with ``inline`` decisions."""
+    client, store, core = _app(tmp_path, inline=request.param)
     with client:
         yield client, store, core
     store.close()

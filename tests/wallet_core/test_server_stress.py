@@ -98,6 +98,13 @@ def _ledger_rows(store: Store, txid: str) -> int:
     return int(count)
 
 
+def _serving(store_url: str, inline: bool) -> tuple[str, ...]:
+    """``serve`` arguments: the default pool, or ``--inline`` (two workers on PostgreSQL)."""
+    if not inline:
+        return ()
+    return ("--inline",) if store_url.startswith("sqlite") else ("--inline", "--workers", "2")
+
+
 def _audit_verify(db: str) -> None:
     result = cli("audit", "verify", "--db", db)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -107,11 +114,12 @@ def _audit_verify(db: str) -> None:
 # -- 1. duplicate storm ------------------------------------------------------------------------
 
 
-def test_duplicate_storm_applies_once_with_identical_answers(store_url: str) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["pool", "inline"])
+def test_duplicate_storm_applies_once_with_identical_answers(store_url: str, inline: bool) -> None:
     factory = _factory()
     bet = factory.make("bet", transaction_id="storm-bet", round_id="r1", amount="7.50")
     win = factory.make("win", transaction_id="storm-win", round_id="r1", amount="20.25")
-    with Server(store_url) as server:
+    with Server(store_url, "live", *_serving(store_url, inline)) as server:
         _open(server, "s1", "p1", "100.00")
         bets, bet_retries = asyncio.run(_send_all(server.url, [bet] * 50))
         wins, win_retries = asyncio.run(_send_all(server.url, [win] * 50))
@@ -129,7 +137,8 @@ def test_duplicate_storm_applies_once_with_identical_answers(store_url: str) -> 
 # -- 2. hot player -----------------------------------------------------------------------------
 
 
-def test_hot_player_never_overdraws(store_url: str) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["pool", "inline"])
+def test_hot_player_never_overdraws(store_url: str, inline: bool) -> None:
     rng = random.Random(20261125)
     factory = _factory()
     amounts = [rng.randint(1, 40) * 25 for _ in range(200)]  # 0.25 .. 10.00 EUR
@@ -143,7 +152,7 @@ def test_hot_player_never_overdraws(store_url: str) -> None:
         for i, a in enumerate(amounts)
     ]
     opening = 25_000  # covers roughly a quarter of the bets
-    with Server(store_url) as server:
+    with Server(store_url, "live", *_serving(store_url, inline)) as server:
         _open(server, "s1", "p1", "250.00")
         answers, retries = asyncio.run(_send_all(server.url, bets))
     assert server.stop() == 0
