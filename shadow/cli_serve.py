@@ -45,6 +45,8 @@ from wallet_core.store import Store, open_store
 __all__ = ["register", "serve"]
 
 ADMIN_TOKEN_ENV = "RGS_SHADOW_ADMIN_TOKEN"
+#: ``--inline`` on PostgreSQL: the most one decision may take, pool wait included.
+INLINE_BUDGET_S = 1.5
 #: Seconds uvicorn waits for requests in flight after SIGTERM before giving up on them.
 GRACEFUL_S = 10
 
@@ -74,11 +76,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _store_options(db: str) -> dict[str, Any]:
+def _store_options(db: str, inline: bool = False) -> dict[str, Any]:
     if db.startswith("sqlite:"):
         # One writer: a request that cannot get the lock in 1.5 s answers RETRY_LATER.
         return {"durability": "live", "lock_timeout_s": 1.5}
-    return {"pool_max": int(os.environ.get("RGS_SHADOW_PG_POOL", "10"))}
+    options: dict[str, Any] = {"pool_max": int(os.environ.get("RGS_SHADOW_PG_POOL", "10"))}
+    if inline:  # one decision at a time per process: each one must end within its budget
+        options["decision_budget_s"] = INLINE_BUDGET_S
+    return options
 
 
 def serve(
@@ -124,7 +129,7 @@ def serve(
     sock = _bind(host, port)
     store: Store | None = None
     try:
-        store = open_store(db, **_store_options(db))
+        store = open_store(db, **_store_options(db, inline))
         _record_mode(store, mode)
         operator = OperatorApi(store, wallet_config)
         if opening:
@@ -236,7 +241,7 @@ def _worker(
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the parent died before the line above
             return 1
-        store = open_store(db, **_store_options(db))
+        store = open_store(db, **_store_options(db, inline))
         try:
             core = WalletCore(store, config, mode=Mode(mode), check_timestamps=True)
             _run(

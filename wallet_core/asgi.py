@@ -24,6 +24,7 @@ Why the plumbing looks as it does:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -61,6 +62,10 @@ DRAIN_LIMIT = 16 * 1024 * 1024
 #: Seconds a client may take to send its body (and the rest of an oversized one).
 BODY_TIMEOUT_S = 10.0
 _JSON = "application/json"
+#: Inline mode: a callback that may have queued longer than this is answered RETRY_LATER.
+_STALE_S = 0.5
+#: Inline mode: the heartbeat's period.
+_TICK_S = 0.05
 _FALLBACK = GenericDialect()
 
 
@@ -139,6 +144,10 @@ class _Server:
     ) -> None:
         self.core = core
         self._inline = inline
+        # Inline mode's clock of its own loop (see _late): when the heartbeat last ran, and
+        # until when callbacks are answered RETRY_LATER after the loop was held too long.
+        self._tick_ran = self._tick_due = self._shed_until = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.operator = operator
         self.config = config
         self._token = admin_token.encode() if admin_token else None
@@ -159,6 +168,32 @@ class _Server:
 
         return await anyio.to_thread.run_sync(bounded, limiter=self._limiter)
 
+    # -- inline mode's heartbeat ------------------------------------------------------------
+    def _late(self) -> bool:
+        """Whether a callback starting now may have queued for longer than ``_STALE_S``.
+
+        Callbacks wait only while the loop is held by decisions; a heartbeat timer runs
+        whenever it is not.  So a heartbeat that has not run for ``_STALE_S``, or that ran
+        ``_STALE_S`` late just now, means the callbacks being started may be that late: they
+        are answered RETRY_LATER (nothing written) instead of queueing further.  With the
+        store's decision budget this bounds the answer to ``_STALE_S`` + budget + a little.
+        """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._tick_ran = time.monotonic()
+            self._tick_due = self._tick_ran + _TICK_S
+            self._loop.call_later(_TICK_S, self._tick)
+        now = time.monotonic()
+        return now - self._tick_ran > _STALE_S or now < self._shed_until
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._tick_due > _STALE_S:  # the loop was held: what queued meanwhile is late
+            self._shed_until = now + 2 * _TICK_S
+        self._tick_ran, self._tick_due = now, now + _TICK_S
+        assert self._loop is not None
+        self._loop.call_later(_TICK_S, self._tick)
+
     # -- callbacks ------------------------------------------------------------------------
     async def raw_callback(
         self, aggregator: str, scope: Scope, receive: Receive, send: Send
@@ -174,8 +209,10 @@ class _Server:
             if self._inline:
                 # No hand-off: with several worker processes each deciding one callback at a
                 # time, this costs a third less CPU per callback than the pool (BENCHMARKS.md).
-                # Callbacks that reach this worker meanwhile wait for it (bounded by the
-                # store's own lock, statement and pool timeouts).
+                # A callback that may have waited behind a long decision is answered
+                # RETRY_LATER untouched, so every answer still leaves within 3 s.
+                if self._late():
+                    raise _Busy
                 result: Result = self.core.handle(aggregator, headers, body, now)
             else:
                 result = await self._run(self.core.handle, aggregator, headers, body, now)

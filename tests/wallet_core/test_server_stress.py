@@ -305,3 +305,49 @@ def _assert_nothing_half_applied(store: Store) -> None:
     for (txid,) in x("SELECT transaction_id FROM txns WHERE fingerprint IS NOT NULL"):
         assert f'"transaction_id":"{txid}"' in audited
     assert store.balances() == store.ledger_sums()
+
+
+# -- 4. a stalled database under --inline -------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_inline_answers_within_3_s_while_postgresql_stalls(pg_store_url: str) -> None:
+    """PROTOCOL.md section 1: answers within 3 s. ``--inline`` decides one callback at a time,
+    so without its shedding the eighth of eight callbacks stalled on a lock would wait for the
+    seven before it (each ends at ``lock_timeout``, 1 s): about 8 s."""
+    import psycopg
+
+    factory = _factory()
+    bets = [
+        factory.make("bet", transaction_id=f"stall-{i}", round_id="r1", amount="1.00")
+        for i in range(8)
+    ]
+    with Server(pg_store_url, "live", "--inline") as server:
+        _open(server, "s1", "p1", "100.00")
+        holder = psycopg.connect(pg_store_url)
+        try:
+            holder.execute("SELECT 1 FROM audit_head FOR UPDATE")  # every writer queues here
+
+            async def once() -> list[tuple[int, bytes, float]]:
+                limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+                async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as c:
+
+                    async def one(request: Request) -> tuple[int, bytes, float]:
+                        started = time.perf_counter()
+                        r = await c.post("/rgs/default", content=request[1], headers=request[0])
+                        return r.status_code, r.content, time.perf_counter() - started
+
+                    return list(await asyncio.gather(*(one(b) for b in bets)))
+
+            stalled = asyncio.run(once())
+        finally:
+            holder.rollback()
+            holder.close()
+        assert all(status == 503 and b'"RETRY_LATER"' in body for status, body, _ in stalled)
+        assert max(seconds for _, _, seconds in stalled) < 3.0, stalled
+        # Nothing was written: sent again, each bet applies once.
+        answers, _ = asyncio.run(_send_all(server.url, bets))
+        assert [status for status, _ in answers] == [200] * 8
+        assert server.balance_minor("p1") == "92.00"
+    assert server.stop() == 0
+    _audit_verify(pg_store_url)

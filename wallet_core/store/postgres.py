@@ -31,6 +31,7 @@ other database failure is :class:`StorageError`.  Either way nothing was written
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +82,7 @@ class PostgresStore:
         lock_timeout_s: float = 1.0,
         statement_timeout_s: float = 1.2,
         connect_timeout_s: float = 5.0,
+        decision_budget_s: float | None = None,
         **_ignored: Any,
     ) -> None:
         self.url = url
@@ -93,6 +95,10 @@ class PostgresStore:
         #: How long a transaction waits for any one answer before giving the connection up: a
         #: guard far above the server's own bounds (lock and statement timeouts) per round trip.
         self.guard_ms = int((4 * (lock_timeout_s + statement_timeout_s) + 5) * 1000)
+        #: With a budget, a whole transaction (pool wait included) gives up once it is spent:
+        #: ``serve --inline`` decides one callback at a time, and the ones queued behind it
+        #: must still be answered within 3 s.
+        self.decision_budget_s = decision_budget_s
         self._prepared: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         synchronous = "off" if durability == "replay" else "on"
 
@@ -175,11 +181,13 @@ class PostgresStore:
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[PostgresTx]:
-        with self._connection() as conn, _mapped():
+        budget = self.decision_budget_s
+        deadline = None if budget is None else time.monotonic() + budget
+        with self._connection(budget) as conn, _mapped():
             if conn not in self._prepared:
                 _prepare(conn)
                 self._prepared.add(conn)
-            tx = PostgresTx(conn, self)
+            tx = PostgresTx(conn, self, deadline)
             try:
                 tx.begin(self._timeouts)
                 yield tx
@@ -189,9 +197,10 @@ class PostgresStore:
                 raise
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def _connection(self, budget: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        wait = self._pool_timeout if budget is None else min(self._pool_timeout, budget)
         try:
-            conn = self._pool.getconn(timeout=self._pool_timeout)
+            conn = self._pool.getconn(timeout=wait)
         except PoolTimeout:
             raise StoreBusy("the wallet is busy: no database connection in time") from None
         except psycopg.Error as exc:

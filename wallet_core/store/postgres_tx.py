@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import select
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -236,8 +237,12 @@ class PostgresTx:
     Opened by :meth:`begin` (queued, not sent), ended by :meth:`commit` or :meth:`abort`.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], store: PostgresStore) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], store: PostgresStore, deadline: float | None = None
+    ) -> None:
         self.conn = conn
+        #: ``time.monotonic()`` past which every wait gives up (the store's decision budget).
+        self._deadline = deadline
         self._store = store
         self._pg = conn.pgconn
         self._queued = 0  # statements sent whose results are not read yet
@@ -316,7 +321,10 @@ class PostgresTx:
 
     def _wait(self, events: int) -> None:
         self._poll.modify(self._pg.socket, events)
-        if not self._poll.poll(self._guard_ms):
+        timeout = self._guard_ms
+        if self._deadline is not None:
+            timeout = max(0, min(timeout, int((self._deadline - time.monotonic()) * 1000)))
+        if not self._poll.poll(timeout):
             self.conn.close()  # its state is unknown now: the pool drops it
             raise StoreBusy("the wallet is busy: PostgreSQL did not answer in time")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -98,6 +99,42 @@ def test_a_lock_wait_past_lock_timeout_is_store_busy(store: PostgresStore) -> No
             release.set()
             future.result(timeout=30)
     assert store.balances() == {}
+
+
+def test_a_decision_budget_ends_a_transaction_before_the_server_timeouts(
+    store: PostgresStore, pg_url: str
+) -> None:
+    """``serve --inline``: a transaction gives up when its budget is spent, here long before
+    PostgreSQL's own lock and statement timeouts (5 s, 6 s) would end the wait."""
+    budgeted = open_store(
+        pg_url, lock_timeout_s=5.0, statement_timeout_s=6.0, decision_budget_s=0.3, pool_max=4
+    )
+    release = threading.Event()
+    claimed = threading.Event()
+
+    def holder() -> None:  # no budget: it holds the key as long as the test needs
+        with store.transaction() as tx:
+            tx.claim_txn("acme", "t1")
+            claimed.set()
+            release.wait(timeout=30)
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(holder)
+            assert claimed.wait(timeout=30)
+            started = time.monotonic()
+            try:
+                with pytest.raises(StoreBusy), budgeted.transaction() as tx:
+                    tx.move("p1", "EUR", 100)
+                    tx.claim_txn("acme", "t1")
+            finally:
+                waited = time.monotonic() - started
+                release.set()
+                future.result(timeout=30)
+        assert waited < 4.0  # the budget, not the 5 s lock timeout, ended it
+        assert budgeted.balances() == {}
+    finally:
+        budgeted.close()
 
 
 def test_an_exhausted_pool_is_store_busy(pg_url: str) -> None:
