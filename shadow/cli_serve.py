@@ -29,7 +29,7 @@ import socket
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -74,6 +74,17 @@ def _bind(host: str, port: int) -> socket.socket:
         raise InputError(f"--listen: cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+class _Serving(NamedTuple):
+    """What every server process of one ``serve`` needs, from the command line."""
+
+    db: str
+    config: Any
+    token: str | None
+    sock: socket.socket
+    mode: str
+    inline: bool
 
 
 def _store_options(db: str, inline: bool = False) -> dict[str, Any]:
@@ -127,6 +138,7 @@ def serve(
     token = os.environ.get(ADMIN_TOKEN_ENV) or None
     opening = read_snapshot(snapshot, wallet_config.currencies) if snapshot else []
     sock = _bind(host, port)
+    serving = _Serving(db, wallet_config, token, sock, mode, inline)
     store: Store | None = None
     try:
         store = open_store(db, **_store_options(db, inline))
@@ -138,10 +150,10 @@ def serve(
             # Fork with no pool threads and no connections alive: each worker opens its own.
             store.close()
             store = None
-            _supervise(workers, db, wallet_config, token, sock, mode, inline)
+            _supervise(workers, serving)
             return
         core = WalletCore(store, wallet_config, mode=Mode(mode), check_timestamps=True)
-        _run(core, operator, wallet_config, token, sock, mode, inline=inline)
+        _run(core, operator, serving)
     finally:
         sock.close()
         if store is not None:
@@ -156,16 +168,9 @@ def _record_mode(store: Store, mode: str) -> None:
             typer.echo(f"rgs-shadow serve: the store was in {previous} mode, now {mode}", err=True)
 
 
-def _supervise(
-    workers: int,
-    db: str,
-    config: Any,
-    token: str | None,
-    sock: socket.socket,
-    mode: str,
-    inline: bool,
-) -> None:
-    """Fork ``workers`` servers on ``sock``; pass signals on; wait for them all."""
+def _supervise(workers: int, serving: _Serving) -> None:
+    """Fork ``workers`` servers on ``serving.sock``; pass signals on; wait for them all."""
+    sock, token, mode = serving.sock, serving.token, serving.mode
     parent = os.getpid()
     children: set[int] = set()
     stopping = False
@@ -185,7 +190,7 @@ def _supervise(
         for number in range(workers):
             pid = os.fork()
             if pid == 0:  # the worker: never returns into the parent's code
-                os._exit(_worker(number, parent, db, config, token, sock, mode, inline))
+                os._exit(_worker(number, parent, serving))
             children.add(pid)
         host, port = sock.getsockname()[:2]
         admin = "on" if token else f"off (set {ADMIN_TOKEN_ENV})"
@@ -222,16 +227,7 @@ def _supervise(
     print("rgs-shadow serve: stopped", file=sys.stderr, flush=True)
 
 
-def _worker(
-    number: int,
-    parent: int,
-    db: str,
-    config: Any,
-    token: str | None,
-    sock: socket.socket,
-    mode: str,
-    inline: bool,
-) -> int:
+def _worker(number: int, parent: int, serving: _Serving) -> int:
     """One forked server process; its exit status."""
     try:
         os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the parent only, which passes it on
@@ -241,19 +237,11 @@ def _worker(
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the parent died before the line above
             return 1
-        store = open_store(db, **_store_options(db, inline))
+        store = open_store(serving.db, **_store_options(serving.db, serving.inline))
         try:
-            core = WalletCore(store, config, mode=Mode(mode), check_timestamps=True)
-            _run(
-                core,
-                OperatorApi(store, config),
-                config,
-                token,
-                sock,
-                mode,
-                announce=False,
-                inline=inline,
-            )
+            config = serving.config
+            core = WalletCore(store, config, mode=Mode(serving.mode), check_timestamps=True)
+            _run(core, OperatorApi(store, config), serving, announce=False)
         finally:
             store.close()
         return 0
@@ -265,22 +253,15 @@ def _worker(
 
 
 def _run(
-    core: WalletCore,
-    operator: OperatorApi,
-    config: Any,
-    token: str | None,
-    sock: socket.socket,
-    mode: str,
-    *,
-    announce: bool = True,
-    inline: bool = False,
+    core: WalletCore, operator: OperatorApi, serving: _Serving, *, announce: bool = True
 ) -> None:
     import uvicorn
 
     from wallet_core.asgi import create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(core, operator, config, token, inline=inline)
+    config, token, sock, mode = serving.config, serving.token, serving.sock, serving.mode
+    app = create_app(core, operator, config, token, inline=serving.inline)
 
     class Server(uvicorn.Server):
         """uvicorn re-raises a caught SIGTERM once it has shut down, so the process would die
