@@ -74,15 +74,18 @@ def load_decisions(path: str | Path) -> pa.Table:
     """Read a decision file, filling absent optional columns with nulls; sorted by ``seq``.
 
     Columns in :data:`UNUSED` are read as nulls: the diff, the summary and the
-    evidence never look at them.
+    evidence never look at them.  Columns the file's statistics say are all null are
+    not decoded either (:func:`_all_null`).
     """
     path = Path(path)
     try:
         schema = pq.read_schema(path)
+        meta = pq.read_metadata(path)
         present = [f.name for f in DECISION_SCHEMA if f.name in schema.names]
+        empty = _all_null(meta) - UNUSED
         table = pq.read_table(
             path,
-            columns=[n for n in present if n not in UNUSED],
+            columns=[n for n in present if n not in UNUSED and n not in empty],
             read_dictionary=[n for n in DICTIONARY if n in present],
         )
     except FileNotFoundError:
@@ -90,7 +93,7 @@ def load_decisions(path: str | Path) -> pa.Table:
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: line 1: not a readable Parquet decision file: {exc}") from None
     for name in REQUIRED:
-        if name not in table.column_names:
+        if name not in present:
             raise InputError(f"{path}: line 1, column {name}: missing from the decision file")
     columns = []
     for field in DECISION_SCHEMA:
@@ -99,7 +102,9 @@ def load_decisions(path: str | Path) -> pa.Table:
             try:
                 if field.name in UNUSED:
                     pa.nulls(0, source).cast(field.type)
-                    columns.append(null_column(table.num_rows, field.type))
+                    columns.append(null_column(meta.num_rows, field.type))
+                elif field.name in empty:
+                    columns.append(null_column(meta.num_rows, field.type))
                 else:
                     column = table.column(field.name)
                     if column.null_count == len(column):  # free the file's all-null buffers
@@ -115,7 +120,7 @@ def load_decisions(path: str | Path) -> pa.Table:
                     f"{path}: line 1, column {field.name}: has type {source}, expected {field.type}"
                 ) from None
         else:
-            columns.append(null_column(table.num_rows, field.type))
+            columns.append(null_column(meta.num_rows, field.type))
     del table
     fields = [f.with_type(c.type) for f, c in zip(DECISION_SCHEMA, columns, strict=True)]
     out = pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata))
@@ -123,6 +128,28 @@ def load_decisions(path: str | Path) -> pa.Table:
     if seq.null_count == 0 and out.num_rows > 1 and not _ascending(seq):
         out = out.take(pa.array(np.argsort(seq.to_numpy(), kind="stable")))
     pa.default_memory_pool().release_unused()  # hand the file's decoding buffers back
+    return out
+
+
+def _all_null(meta: pq.FileMetaData) -> set[str]:
+    """Columns whose statistics say every value is null (often ``ref_transaction_id``,
+    ``error``, ``live_balance_minor``): decoding them would allocate their offsets and
+    values (about 150 MB for those three at ten million rows) only for the load to
+    drop them as all-null.  Without statistics a column is read."""
+    if not meta.num_rows:
+        return set()
+    out = set()
+    for j in range(meta.num_columns):
+        name = meta.schema.column(j).path
+        nulls = 0
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(j).statistics
+            if stats is None or not stats.has_null_count:
+                break
+            nulls += stats.null_count
+        else:
+            if nulls == meta.num_rows:
+                out.add(name)
     return out
 
 
