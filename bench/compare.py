@@ -120,14 +120,12 @@ def generate(n: int, directory: Path) -> tuple[Path, Path, set[tuple[str, str]]]
 
 def run_engine(dpath: Path, epath: Path) -> tuple[float, set[tuple[str, str]]]:
     """What ``rgs-shadow compare`` runs before its summary and files (``compare.run``)."""
-    from compare.diff import diff
-    from compare.run import load_inputs
+    from compare.run import compare_files
     from wallet_core.config import WalletConfig
 
     config = WalletConfig(aggregators={})
     start = time.perf_counter()
-    decisions, export = load_inputs(dpath, epath, config)
-    result = diff(decisions, export, config.currencies)
+    _, _, result = compare_files(dpath, epath, config)
     took = time.perf_counter() - start
     return took, {(d.kind.value, d.transaction_id or "") for d in result.divergences}
 

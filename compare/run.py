@@ -19,13 +19,14 @@ from wallet_core.config import WalletConfig
 
 from .columnmap import parse_column_map
 from .diff import DiffResult, diff
-from .options import parse_compare_options
+from .memory import reuse_freed_pages
+from .options import CompareOptions, parse_compare_options
 from .rows import load_decisions
 from .settlement import Settlement, load_settlement
 from .summary import build_summary
 from .writer import write_evidence
 
-__all__ = ["load_inputs", "run_compare"]
+__all__ = ["compare_files", "load_inputs", "run_compare"]
 
 
 def load_inputs(
@@ -48,13 +49,21 @@ def load_inputs(
         return table, pending.result()
 
 
+def compare_files(
+    decisions: Path, settlement: Path, config: WalletConfig, opts: CompareOptions | None = None
+) -> tuple[pa.Table, Settlement, DiffResult]:
+    """Load both sides and diff them: the decision table, the export and the result."""
+    with reuse_freed_pages():
+        table, export = load_inputs(decisions, settlement, config)
+        return table, export, diff(table, export, config.currencies, opts)
+
+
 def run_compare(
     decisions: Path, settlement: Path, out: Path, config: WalletConfig
 ) -> tuple[DiffResult, dict[str, Any]]:
     """Diff ``decisions`` against ``settlement`` and write ``out/``; returns the result and summary."""
     opts = parse_compare_options(config.sections.get("compare"))
-    table, export = load_inputs(decisions, settlement, config)
-    result = diff(table, export, config.currencies, opts)
+    table, export, result = compare_files(decisions, settlement, config, opts)
     summary = build_summary(
         result,
         table,
