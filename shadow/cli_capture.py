@@ -1,11 +1,12 @@
 """``rgs-shadow capture``: the capture addon in a mitmdump reverse proxy.
 
 Why a child process and not mitmproxy embedded: its maintainers support
-mitmdump plus an addon, not embedding (mitmproxy issue #5171), and the addon
-must also work with a plain ``mitmdump -s shadow/addon.py``; running exactly
-that keeps one tested path.  This command checks its inputs first (one line on
-stderr, exit 2), starts ``mitmdump`` (the one installed next to this Python),
-forwards SIGINT/SIGTERM to it and waits while the addon drains its spool.
+mitmdump plus an addon, not embedding (mitmproxy issue #5171).  The child is
+mitmdump's own start-up with the addon registered directly
+(:mod:`shadow.capture_proxy`, cheaper per request than loading it as a
+``-s`` script, which keeps working).  This command checks its inputs first
+(one line on stderr, exit 2), starts the proxy with this Python, forwards
+SIGINT/SIGTERM to it and waits while the addon drains its spool.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from .capture_settings import resolve_settings
 
 __all__ = ["build_command", "parse_listen", "register"]
 
-ADDON_PATH = Path(__file__).with_name("addon.py")
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -110,26 +110,20 @@ def check_out_dir(out: Path) -> Path:
     return out.resolve()
 
 
-def mitmdump_path() -> str:
-    """The mitmdump of this environment: next to the running Python, else on PATH."""
-    beside = Path(sys.executable).with_name("mitmdump")
-    return str(beside) if beside.exists() else "mitmdump"
-
-
 def build_command(
     host: str, port: int, upstream: str, out: Path, config: Path | None, sets: list[str]
 ) -> list[str]:
-    """The mitmdump command line that runs the capture addon as a reverse proxy."""
+    """The command line of a mitmdump reverse proxy with the capture addon built in."""
     command = [
-        mitmdump_path(),
+        sys.executable,
+        "-m",
+        "shadow.capture_proxy",
         "--mode",
         f"reverse:{upstream}",
         "--listen-host",
         host,
         "--listen-port",
         str(port),
-        "-s",
-        str(ADDON_PATH),
         "--quiet",
         "--set",
         "flow_detail=0",
@@ -217,7 +211,7 @@ def capture(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if code not in (0, -signal.SIGTERM, -signal.SIGINT):
-        typer.echo(f"rgs-shadow capture: mitmdump exited with status {code}", err=True)
+        typer.echo(f"rgs-shadow capture: the proxy exited with status {code}", err=True)
         raise typer.Exit(1)
 
 
