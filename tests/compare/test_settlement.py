@@ -236,3 +236,36 @@ def test_per_round_feed_maps_to_bet_and_win_rows_and_diffs_by_round(tmp_path: Pa
         (d.kind.value, d.transaction_id, d.amount_at_risk_minor) for d in result.divergences
     ] == [("AMOUNT_MISMATCH", "R3:bet", 1_00)]
     assert result.divergences[0].export_says == "SETTLED bet 3.00 EUR (line 5)"
+
+
+def _times(path: Path) -> list[int | None]:
+    column = load_settlement(path, CurrencyTable()).table.column("settled_at")
+    return column.cast(pa.int64()).to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        (["2026-11-25T12:00:00Z", "2026-11-25 13:00:00.5+01:00", '""'], [0, 500_000, None]),
+        (["2026-11-25T12:00:00", "2026-11-25 12:00:01"], [0, 1_000_000]),  # local time is UTC
+    ],
+)
+def test_times_with_or_without_offsets(
+    tmp_path: Path, cells: list[str], expected: list[int | None]
+) -> None:
+    rows = [f"b{i},r1,p1,s1,bet,1.00,EUR,SETTLED,{cell}," for i, cell in enumerate(cells)]
+    noon = 1_795_608_000_000_000  # 2026-11-25T12:00:00Z
+    got = _times(write(tmp_path, HEADER, *rows))
+    assert got == [None if e is None else noon + e for e in expected]
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        (["2026-11-25T12:00:00Z", "2026-11-25T12:00:00"], "line 3, column 9 (settled_at)"),
+        (["2026-11-25T12:00:00Z", "yesterday"], "timestamp 'yesterday' is not RFC 3339"),
+    ],
+)
+def test_bad_times_name_the_problem(tmp_path: Path, cells: list[str], message: str) -> None:
+    rows = [f"b{i},r1,p1,s1,bet,1.00,EUR,SETTLED,{cell}," for i, cell in enumerate(cells)]
+    assert message in error_of(write(tmp_path, HEADER, *rows))
