@@ -33,7 +33,7 @@ from wallet_core.store import SqliteStore
 from wallet_core.testing import CallbackFactory
 
 T0 = 1_790_000_000 * 1_000_000
-GROUP = 2000
+GROUP = 10_000  # as the replay store groups (SqliteStore group_size)
 
 
 def workload(n: int, players: int = 500, seed: int = 7) -> list[tuple[dict[str, str], bytes]]:

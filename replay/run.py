@@ -24,6 +24,7 @@ from wallet_core.store import Store, open_store
 from .bootstrap import opening_balances
 from .decisions import DecisionWriter, decision_row
 from .faults import FaultPlan, inject
+from .parallel import check_jobs, run_parallel
 from .reader import Captured, CaptureReader
 
 __all__ = ["ReplayOptions", "ReplaySummary", "run_replay"]
@@ -46,6 +47,7 @@ class ReplayOptions:
     shard: tuple[int, int] | None = None  # (K, N), K in 1..N
     faults: FaultPlan = field(default_factory=FaultPlan)
     concurrency: int = 32
+    jobs: int = 1  # processes for the in-process driver (see :mod:`.parallel`)
 
 
 @dataclass
@@ -98,6 +100,9 @@ def run_replay(
     options: ReplayOptions, progress: Callable[[int], None] | None = None
 ) -> ReplaySummary:
     """Replay ``options.capture_dir`` into ``options.out``; see the module docstring."""
+    check_jobs(options)
+    if options.jobs > 1:
+        return run_parallel(options, progress)
     started = time.perf_counter()
     summary = ReplaySummary(out=str(options.out))
     router = Router(options.config)

@@ -84,10 +84,14 @@ def replay(
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="HTTP requests in flight.")
     ] = 32,
+    jobs: Annotated[
+        int, typer.Option("--jobs", help="Processes for in-process replay (split by player).")
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Drive captured callbacks through the wallet core and write the decisions."""
     from replay.faults import FaultPlan
+    from replay.parallel import check_jobs
     from replay.run import ReplayOptions, run_replay
 
     if not capture_dir.is_dir():
@@ -117,7 +121,9 @@ def replay(
             seed,
         ),
         concurrency=concurrency,
+        jobs=jobs,
     )
+    check_jobs(options)
     if quiet:
         run_replay(options)
         return

@@ -56,6 +56,10 @@ class CurrencyTable:
             exponents[code] = exponent
         self._exponents: Mapping[str, int] = MappingProxyType(exponents)
 
+    def __reduce__(self) -> tuple[type[CurrencyTable], tuple[dict[str, int]]]:
+        """Pickled as its table (a replay worker process rebuilds it; see replay.parallel)."""
+        return CurrencyTable, (dict(self._exponents),)
+
     def __contains__(self, code: object) -> bool:
         return code in self._exponents
 

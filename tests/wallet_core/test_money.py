@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -107,3 +109,12 @@ def test_currency_table_defaults_and_extension() -> None:
     for bad in ({"eur": 2}, {"ABC": -1}, {"ABC": 2.0}, {"ABC": True}):
         with pytest.raises(MoneyError):
             CurrencyTable(bad)  # type: ignore[arg-type]
+
+
+def test_a_currency_table_survives_pickling() -> None:
+    """Replay's worker processes receive the configuration pickled (replay.parallel)."""
+    table = CurrencyTable({"XTS": 4})
+    again = pickle.loads(pickle.dumps(table))
+    assert again.codes() == table.codes() and again.exponent("XTS") == 4
+    with pytest.raises(MoneyError):
+        again.exponent("NOPE")

@@ -161,7 +161,7 @@ class SqliteStore:
         path: str | Path,
         *,
         durability: Durability = "live",
-        group_size: int = 2000,
+        group_size: int = 10_000,
         lock_timeout_s: float = 2.0,
         create: bool = True,
         migrate: bool = False,

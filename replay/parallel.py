@@ -1,0 +1,267 @@
+"""``--jobs N``: one in-process replay split over N processes by player, merged in order.
+
+The wallet core decides one callback at a time in one Python thread, so a replay
+uses one core however many the machine has.  Players are independent (a player's
+balance, sessions and rounds are his own), which is what ``--shard K/N`` already
+relies on: here the N shards run at once, each in its own process with its own
+scratch ledger, and their decision files, each already in captured order, are
+merged into one.  The merged file is the one an unsplit run writes, row for row,
+``seq`` included: the merge orders rows as the reader does (captured time, then
+capture id) and numbers them again.
+
+Only the plain replay is split: fault injection draws per stream, ``--shard``
+already splits, ``--db`` names one ledger, and ``--target`` has its own
+concurrency; :func:`check_jobs` says so in one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pickle
+import selectors
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from wallet_core.errors import InputError
+
+if TYPE_CHECKING:
+    from .run import ReplayOptions, ReplaySummary
+
+__all__ = ["check_jobs", "merge_in_order", "run_parallel", "worker_main"]
+
+#: Rows a worker counts before it tells the parent (the progress bar's granularity).
+_REPORT_EVERY = 2_000
+#: Rows read from each shard's file at a time while merging (bounded memory).
+_MERGE_BATCH = 65_536
+#: The directory that holds the ``replay`` package, for the workers' imports.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_WORKER_MAIN = "from replay.parallel import worker_main; worker_main()"
+#: The order of the reader: captured time, then capture id.
+_ORDER = [("captured_at", "ascending"), ("capture_id", "ascending")]
+
+
+def check_jobs(options: ReplayOptions) -> None:
+    """Refuse, in one line, the combinations a split replay cannot honour."""
+    if options.jobs < 1:
+        raise InputError(f"--jobs: {options.jobs} is not a number of processes (1 or more)")
+    if options.jobs == 1:
+        return
+    clash = (
+        "--target"
+        if options.target is not None
+        else "--db"
+        if options.db_url is not None
+        else "--shard"
+        if options.shard is not None
+        else "fault injection"
+        if options.faults.active
+        else None
+    )
+    if clash is not None:
+        raise InputError(f"--jobs {options.jobs} cannot be combined with {clash}: use --jobs 1")
+
+
+def run_parallel(
+    options: ReplayOptions, progress: Callable[[int], None] | None = None
+) -> ReplaySummary:
+    """Replay ``options`` in ``options.jobs`` processes; one merged decision file."""
+    from .run import ReplaySummary
+
+    started = time.perf_counter()
+    out = Path(options.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parts_dir = out.with_name(f".{out.name}.jobs-{os.getpid()}")
+    parts_dir.mkdir()
+    try:
+        parts = [parts_dir / f"shard-{k}.parquet" for k in range(1, options.jobs + 1)]
+        summaries = _run_workers(options, parts, progress)
+        merge_in_order(parts, out)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    total = ReplaySummary(out=str(out))
+    for part in summaries:
+        total.callbacks += part.callbacks
+        total.outcomes.update(part.outcomes)
+        total.codes.update(part.codes)
+        total.injected.update(part.injected)
+        total.dropped += part.dropped
+        total.openings += part.openings
+        total.unknown_openings += part.unknown_openings
+    total.elapsed_s = time.perf_counter() - started
+    return total
+
+
+def _run_workers(
+    options: ReplayOptions, parts: list[Path], progress: Callable[[int], None] | None
+) -> list[ReplaySummary]:
+    """Start one process per shard, relay their progress, and collect their summaries.
+
+    A plain ``python -c`` child rather than :mod:`multiprocessing`: spawning would
+    import the caller's ``__main__`` again (a script without a main guard would
+    replay itself), and forking a process that holds Arrow's threads is unsafe.
+    """
+    jobs = len(parts)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for k, part in enumerate(parts, start=1):
+            worker = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_MAIN],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            workers.append(worker)
+            assert worker.stdin is not None
+            worker.stdin.write(pickle.dumps(replace(options, out=part, shard=(k, jobs), jobs=1)))
+            worker.stdin.close()
+        results = _collect(workers, progress)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+    for kind, value in results:
+        if kind == "error":
+            raise value
+    return [value for _, value in results]
+
+
+def _collect(
+    workers: list[subprocess.Popen[bytes]], progress: Callable[[int], None] | None
+) -> list[tuple[str, Any]]:
+    """Read every worker's lines: ``+N`` (progress) until its one ``=`` line (its result)."""
+    results: dict[int, tuple[str, Any]] = {}
+    with selectors.DefaultSelector() as selector:
+        for k, worker in enumerate(workers):
+            assert worker.stdout is not None
+            selector.register(worker.stdout, selectors.EVENT_READ, k)
+        while len(results) < len(workers):
+            for key, _ in selector.select():
+                k = key.data
+                line = key.fileobj.readline()  # type: ignore[union-attr]
+                if line.startswith(b"+"):
+                    if progress is not None:
+                        progress(int(line[1:]))
+                    continue
+                if line.startswith(b"="):
+                    results[k] = pickle.loads(base64.b64decode(line[1:]))
+                elif not line:  # end of output without a result: killed, out of memory
+                    results[k] = ("error", RuntimeError(f"replay worker {k + 1} stopped early"))
+                else:
+                    continue
+                selector.unregister(key.fileobj)
+    return [results[k] for k in range(len(workers))]
+
+
+def worker_main() -> None:
+    """A worker process: options (pickled) on standard input; progress and result out."""
+    from .run import run_replay
+
+    out = os.fdopen(os.dup(1), "wb")  # the channel to the parent; stray prints go to stderr
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    options = pickle.loads(sys.stdin.buffer.read())
+    pending = 0
+
+    def advance(n: int) -> None:
+        nonlocal pending
+        pending += n
+        if pending >= _REPORT_EVERY:
+            out.write(b"+%d\n" % pending)
+            out.flush()
+            pending = 0
+
+    result: tuple[str, Any]
+    try:
+        summary = run_replay(options, advance)
+        if pending:
+            out.write(b"+%d\n" % pending)
+        result = ("ok", summary)
+    except BaseException as exc:  # the parent raises it there, as one line
+        result = ("error", exc)
+    try:
+        payload = pickle.dumps(result)
+    except Exception:  # an exception that does not pickle: its message still goes
+        failure = result[1]
+        message = f"{type(failure).__name__}: {failure}"
+        payload = pickle.dumps(("error", RuntimeError(message)))
+    out.write(b"=" + base64.b64encode(payload) + b"\n")
+    out.flush()
+
+
+def merge_in_order(parts: list[Path], out: Path) -> int:
+    """Merge decision files, each in captured order, into ``out`` in that order.
+
+    Streams: a batch from each file at a time, so memory stays bounded by the batch
+    size whatever the files hold.  Rows up to the smallest "last row read" of the
+    files still open are final (every later row of every file comes after it), so
+    they are sorted together, numbered (``seq``) and written; the rest waits for
+    the next batches.  Written under a hidden name and renamed into place.
+    """
+    files = [pq.ParquetFile(p) for p in parts]
+    schema = files[0].schema_arrow
+    seq_index = schema.get_field_index("seq")
+    tmp = out.with_name(f".{out.name}.tmp")
+    sources = [_batches(f) for f in files]
+    held: list[pa.Table | None] = [next(s, None) for s in sources]
+    written = 0
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        while any(t is not None for t in held):
+            cut = min(_last_key(t) for t in held if t is not None)
+            ready: list[pa.Table] = []
+            for i, table in enumerate(held):
+                if table is None:
+                    continue
+                n = _count_up_to(table, cut)
+                ready.append(table.slice(0, n))
+                rest = table.slice(n)
+                while rest.num_rows == 0:  # refill a drained source before the next cut
+                    following = next(sources[i], None)
+                    if following is None:
+                        break
+                    rest = following
+                held[i] = rest if rest.num_rows else None
+            chunk = pa.concat_tables(ready)
+            chunk = chunk.take(pc.sort_indices(chunk, sort_keys=_ORDER))
+            seq = pa.array(range(written, written + chunk.num_rows), pa.int64())
+            writer.write_table(chunk.set_column(seq_index, schema.field(seq_index), seq))
+            written += chunk.num_rows
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, out)
+    return written
+
+
+def _batches(file: pq.ParquetFile) -> Iterator[pa.Table]:
+    for batch in file.iter_batches(batch_size=_MERGE_BATCH):
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
+
+
+def _last_key(table: pa.Table) -> tuple[int, str]:
+    last = table.num_rows - 1
+    at = table.column("captured_at").cast(pa.int64())[last].as_py()
+    return at, table.column("capture_id")[last].as_py()
+
+
+def _count_up_to(table: pa.Table, cut: tuple[int, str]) -> int:
+    """How many leading rows of a sorted ``table`` are at or before ``cut``."""
+    at = table.column("captured_at").cast(pa.int64())
+    before = pc.less(at, cut[0])
+    same = pc.and_(pc.equal(at, cut[0]), pc.less_equal(table.column("capture_id"), cut[1]))
+    return int(pc.sum(pc.or_(before, same)).as_py() or 0)
