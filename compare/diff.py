@@ -34,6 +34,7 @@ from wallet_core.money import CurrencyTable, format_amount
 
 from .divergence import Divergence, Kind
 from .live import RowFinding, live_findings
+from .memory import hand_back
 from .options import CompareOptions
 from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, by_value, encode
 from .settlement import Settlement
@@ -503,6 +504,7 @@ def diff(
     notes: dict[str, int] = {}
     findings = _export_rules(sides, opts, notes) if settlement is not None else []
     sides.forget_rule_inputs()
+    hand_back()
     mk = _Maker(rows, sides, export, currencies)
     out = mk.make_all(findings)
     both = sides.in_w & sides.in_e
@@ -515,6 +517,7 @@ def diff(
     }
     del both
     sides.forget_keys()
+    hand_back()
     row_findings, within, live_notes = _row_checks(rows, opts)
     notes["late_within_window"] = notes.get("late_within_window", 0) + within
     out.extend(mk.from_rows(row_findings))

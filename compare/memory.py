@@ -17,7 +17,7 @@ import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["reuse_freed_pages"]
+__all__ = ["hand_back", "reuse_freed_pages"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: glibc's defaults (its dynamic threshold stays off once set, which only matters for
@@ -48,4 +48,13 @@ def reuse_freed_pages() -> Iterator[None]:
     finally:
         libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT)
         libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT)
+        libc.malloc_trim(0)
+
+
+def hand_back() -> None:
+    """Return the heap's free pages to the system now (the per-key arrays, once the
+    diff is past them): inside :func:`reuse_freed_pages` they would otherwise stay
+    in the process's peak.  Outside it glibc does this by itself."""
+    libc = _glibc()
+    if libc is not None:
         libc.malloc_trim(0)
