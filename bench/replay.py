@@ -10,7 +10,8 @@
    plausible enough for replay's bootstrap and decision writing.
 2. In-process replay (``run_replay``, the ``rgs-shadow replay`` path: reader,
    bootstrap pre-pass, wallet core in replay durability, decision file) in a child
-   process: callbacks/s and the child's peak RSS (``wait4``).  Beside it, the wallet
+   process: callbacks/s and the child's peak RSS (``wait4``); then the same with
+   ``--jobs`` (default: the machine's cores) worker processes.  Beside it, the wallet
    core's own figure, ``bench.engine.run_core`` in replay durability on its own
    workload, measured before and after the replay in this run.  Targets: at least
    0.8 of the engine's figure; peak memory under 500 MB.
@@ -30,6 +31,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -206,7 +208,9 @@ def write_capture(capture_dir: Path, n: int, hours: int) -> None:
 # -- replay in a child process --------------------------------------------------------
 
 
-def child_replay(capture: Path, out: Path, target: str | None, concurrency: int) -> None:
+def child_replay(
+    capture: Path, out: Path, target: str | None, concurrency: int, jobs: int = 1
+) -> None:
     from replay.run import ReplayOptions, run_replay
     from wallet_core import WalletConfig
 
@@ -216,10 +220,12 @@ def child_replay(capture: Path, out: Path, target: str | None, concurrency: int)
         config=WalletConfig.single(),
         target=target,
         concurrency=concurrency,
+        jobs=jobs,
     )
     cpu = time.process_time()
     summary = run_replay(options)
     cpu = time.process_time() - cpu
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
         json.dumps(
             {
@@ -230,6 +236,8 @@ def child_replay(capture: Path, out: Path, target: str | None, concurrency: int)
                 "codes": dict(summary.codes.most_common(4)),
                 "openings": summary.openings,
                 "cpu_s": cpu,
+                "workers_cpu_s": workers.ru_utime + workers.ru_stime,
+                "largest_worker_rss": workers.ru_maxrss * 1024,  # kilobytes on Linux
             }
         ),
         flush=True,
@@ -237,10 +245,16 @@ def child_replay(capture: Path, out: Path, target: str | None, concurrency: int)
 
 
 def replay_in_child(
-    capture: Path, out: Path, target: str | None = None, concurrency: int = 32
+    capture: Path, out: Path, target: str | None = None, concurrency: int = 32, jobs: int = 1
 ) -> dict[str, Any]:
-    """Run :func:`child_replay` in a fresh process; adds its peak RSS in bytes."""
+    """Run :func:`child_replay` in a fresh process; adds its peak RSS in bytes.
+
+    With ``jobs`` > 1 the replay's own workers are the child's children: ``peak_rss``
+    is then the child's peak plus ``jobs`` times the largest worker's, a bound on
+    what they held at once (the merge runs after the workers have ended).
+    """
     args = [sys.executable, __file__, "--child-replay", str(capture), "--child-out", str(out)]
+    args += ["--jobs", str(jobs)]
     if target:
         args += ["--child-target", target, "--connections", str(concurrency)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -252,6 +266,8 @@ def replay_in_child(
         raise SystemExit(f"bench: the replay child failed with {proc.returncode}")
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     result["peak_rss"] = usage.ru_maxrss * 1024  # kilobytes on Linux
+    if jobs > 1:
+        result["peak_rss"] += jobs * result["largest_worker_rss"]
     return result
 
 
@@ -386,9 +402,14 @@ def main() -> None:
     parser.add_argument("--child-replay", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-target", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="replay --jobs for the split run"
+    )
     args = parser.parse_args()
     if args.child_replay:
-        child_replay(args.child_replay, args.child_out, args.child_target, args.connections)
+        child_replay(
+            args.child_replay, args.child_out, args.child_target, args.connections, args.jobs
+        )
         return
     if not args.skip_target and shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is not installed (apt-get install -y wrk), or --skip-target")
@@ -410,24 +431,33 @@ def main() -> None:
         )
         calls = workload(args.engine_n)
         engine = [engine_rate(work, calls, "before")]
-        inproc = replay_in_child(capture, work / "decisions.parquet")
+        runs = [(1, replay_in_child(capture, work / "decisions.parquet"))]
+        if args.jobs > 1:
+            split = replay_in_child(capture, work / "decisions-jobs.parquet", jobs=args.jobs)
+            runs.append((args.jobs, split))
         engine.append(engine_rate(work, calls, "after"))
         core = statistics.mean(engine)
-        rss_mb = inproc["peak_rss"] / 1e6
-        print(
-            f"in-process replay: {inproc['rate']:,.0f} callbacks/s ({inproc['callbacks']:,} in "
-            f"{inproc['elapsed_s']:.1f} s, outcomes {inproc['outcomes']}), peak RSS {rss_mb:,.0f} MB"
-        )
         print(
             f"engine (bench/engine.py run_core, replay durability, n={args.engine_n:,}): "
             f"{core:,.0f} callbacks/s (before {engine[0]:,.0f}, after {engine[1]:,.0f})"
         )
-        ratio = inproc["rate"] / core
-        print(
-            f"target in-process >= 0.8 x engine: {ratio:.2f} -> {'met' if ratio >= 0.8 else 'NOT met'}"
-            f"; peak RSS < 500 MB: {rss_mb:,.0f} MB -> {'met' if rss_mb < 500 else 'NOT met'}",
-            flush=True,
-        )
+        for jobs, inproc in runs:
+            rss_mb = inproc["peak_rss"] / 1e6
+            label = "in-process replay" + (f" --jobs {jobs}" if jobs > 1 else " (one process)")
+            cpu = inproc["cpu_s"] + inproc["workers_cpu_s"]
+            print(
+                f"{label}: {inproc['rate']:,.0f} callbacks/s ({inproc['callbacks']:,} in "
+                f"{inproc['elapsed_s']:.1f} s, CPU {cpu:.0f} s, outcomes {inproc['outcomes']}), "
+                f"peak RSS {rss_mb:,.0f} MB"
+                + (" (bound: parent + jobs x largest worker)" if jobs > 1 else "")
+            )
+            ratio = inproc["rate"] / core
+            print(
+                f"  target in-process >= 0.8 x engine: {ratio:.2f} -> "
+                f"{'met' if ratio >= 0.8 else 'NOT met'}; peak RSS < 500 MB: {rss_mb:,.0f} MB -> "
+                f"{'met' if rss_mb < 500 else 'NOT met'}",
+                flush=True,
+            )
         if args.skip_target:
             return
         print(

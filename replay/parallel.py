@@ -43,7 +43,7 @@ __all__ = ["check_jobs", "merge_in_order", "run_parallel", "worker_main"]
 #: Rows a worker counts before it tells the parent (the progress bar's granularity).
 _REPORT_EVERY = 2_000
 #: Rows read from each shard's file at a time while merging (bounded memory).
-_MERGE_BATCH = 65_536
+_MERGE_BATCH = 16_384
 #: The directory that holds the ``replay`` package, for the workers' imports.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _WORKER_MAIN = "from replay.parallel import worker_main; worker_main()"
