@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,7 +38,7 @@ from wallet_core.errors import InputError
 if TYPE_CHECKING:
     from .run import ReplayOptions, ReplaySummary
 
-__all__ = ["check_jobs", "merge_in_order", "run_parallel", "worker_main"]
+__all__ = ["check_jobs", "merge_in_order", "run_parallel", "work", "worker_main"]
 
 #: Rows a worker counts before it tells the parent (the progress bar's granularity).
 _REPORT_EVERY = 2_000
@@ -170,12 +170,16 @@ def _collect(
 
 def worker_main() -> None:
     """A worker process: options (pickled) on standard input; progress and result out."""
-    from .run import run_replay
-
     out = os.fdopen(os.dup(1), "wb")  # the channel to the parent; stray prints go to stderr
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    options = pickle.loads(sys.stdin.buffer.read())
+    work(sys.stdin.buffer.read(), out)
+
+
+def work(options_pickle: bytes, out: BinaryIO) -> None:
+    """Replay the pickled options, writing ``+N`` progress lines and one ``=`` result line."""
+    from . import run
+
     pending = 0
 
     def advance(n: int) -> None:
@@ -188,7 +192,7 @@ def worker_main() -> None:
 
     result: tuple[str, Any]
     try:
-        summary = run_replay(options, advance)
+        summary = run.run_replay(pickle.loads(options_pickle), advance)
         if pending:
             out.write(b"+%d\n" % pending)
         result = ("ok", summary)
@@ -196,6 +200,7 @@ def worker_main() -> None:
         result = ("error", exc)
     try:
         payload = pickle.dumps(result)
+        pickle.loads(payload)  # an exception class that cannot be rebuilt must not fail there
     except Exception:  # an exception that does not pickle: its message still goes
         failure = result[1]
         message = f"{type(failure).__name__}: {failure}"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +16,7 @@ from replay import parallel
 from replay.decision_schema import DECISION_SCHEMA
 from replay.faults import FaultPlan
 from replay.parallel import check_jobs, merge_in_order
-from replay.run import run_replay
+from replay.run import ReplaySummary, run_replay
 from wallet_core.errors import InputError
 
 from .test_run import _replay_cli, options, traffic
@@ -111,3 +115,45 @@ def test_merge_of_empty_shards_is_an_empty_file(tmp_path: Path) -> None:
     parts = [_part(tmp_path / "a.parquet", []), _part(tmp_path / "b.parquet", [])]
     assert merge_in_order(parts, tmp_path / "out.parquet") == 0
     assert pq.read_table(tmp_path / "out.parquet").schema.equals(DECISION_SCHEMA)
+
+
+class _Stubborn(Exception):
+    """An exception pickle cannot rebuild (its constructor wants two arguments)."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(f"{a} {b}")
+
+
+def test_a_worker_error_that_does_not_unpickle_still_arrives_as_its_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import replay.run
+
+    def fail(*_: object) -> None:
+        raise _Stubborn("disk", "full")
+
+    monkeypatch.setattr(replay.run, "run_replay", fail)
+    out = io.BytesIO()
+    parallel.work(pickle.dumps(None), out)
+    line = out.getvalue()
+    assert line.startswith(b"=") and line.count(b"\n") == 1
+    kind, error = pickle.loads(base64.b64decode(line[1:]))
+    assert kind == "error" and isinstance(error, RuntimeError)
+    assert str(error) == "_Stubborn: disk full"
+
+
+def test_a_worker_reports_progress_then_its_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    import replay.run
+
+    def fake(_options: object, advance: Callable[[int], None]) -> ReplaySummary:
+        for _ in range(4_500):
+            advance(1)
+        return ReplaySummary(callbacks=4_500)
+
+    monkeypatch.setattr(replay.run, "run_replay", fake)
+    out = io.BytesIO()
+    parallel.work(pickle.dumps(None), out)
+    *progress, last = out.getvalue().splitlines()
+    assert progress == [b"+2000", b"+2000", b"+500"]
+    kind, summary = pickle.loads(base64.b64decode(last[1:]))
+    assert kind == "ok" and summary.callbacks == 4_500
