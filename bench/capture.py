@@ -12,7 +12,12 @@ own port behind the same upstream, and the measurement rounds are interleaved
 * ``none``    - mitmdump with no addon;
 * ``noop``    - mitmdump with an addon whose ``response`` hook does nothing;
 * ``w-file``  - mitmdump with ``-w`` (its own flow file);
-* ``capture`` - mitmdump with ``shadow/addon.py``.
+* ``capture`` - what ``rgs-shadow capture`` runs: mitmdump's start-up with the
+  capture addon registered directly (``python -m shadow.capture_proxy``);
+* ``capture-s`` - the same addon loaded as a script, ``mitmdump -s shadow/addon.py``.
+
+The capture variants start a compactor process (it inherits the proxies'
+CPU); its CPU is counted in their CPU per request and shown on its own.
 
 Everything runs on loopback and stops by itself (child processes are killed in
 ``finally``; the upstream also exits after ``--max-lifetime`` seconds).
@@ -196,6 +201,22 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children_cpu_s(pid: int) -> float:
+    """CPU seconds of a process's live children (the capture variants' compactor process)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += _cpu_s(int(child))
+            except (OSError, ValueError):
+                pass
+    return total
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -230,23 +251,31 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rgs-bench-"))
     (work / "noop.py").write_text(NOOP_ADDON)
     up = _free_port()
-    ports = {name: _free_port() for name in ("none", "noop", "w-file", "capture")}
+    ports = {name: _free_port() for name in ("none", "noop", "w-file", "capture", "capture-s")}
     extras = {
         "none": [],
         "noop": ["-s", str(work / "noop.py")],
         "w-file": ["-w", str(work / "flows.mitm")],
         "capture": [
-            "-s",
-            str(ADDON),
             "--set",
             f"capture_dir={work / 'captures'}",
             "--set",
             "capture_proxy_id=bench",
         ],
+        "capture-s": [
+            "-s",
+            str(ADDON),
+            "--set",
+            f"capture_dir={work / 'captures'}",
+            "--set",
+            "capture_proxy_id=bench_s",
+        ],
     }
+    direct = {"capture"}  # registered by shadow.capture_proxy instead of mitmdump -s
     procs: list[subprocess.Popen[bytes]] = []
     pids: dict[str, int] = {}
     cpu: dict[str, float] = dict.fromkeys(ports, 0.0)
+    helper_cpu: dict[str, float] = dict.fromkeys(ports, 0.0)
     try:
         upstream = subprocess.Popen(
             [
@@ -262,8 +291,11 @@ def main() -> None:
         procs.append(upstream)
         _wait_listening(up, upstream)
         for name, port in ports.items():
+            command = _mitmdump(port, up, extras[name])
+            if name in direct:
+                command[:1] = [sys.executable, "-m", "shadow.capture_proxy"]
             proc = subprocess.Popen(
-                _mitmdump(port, up, extras[name]), preexec_fn=_pinned(proxy_cpu)
+                command, preexec_fn=_pinned(proxy_cpu), env={**os.environ, "PYTHONPATH": str(ROOT)}
             )
             procs.append(proc)
             pids[name] = proc.pid
@@ -280,9 +312,10 @@ def main() -> None:
             order = list(ports.items())
             order = order[r % len(order) :] + order[: r % len(order)]  # no variant always first
             for i, (name, port) in enumerate(order):
-                before = _cpu_s(pids[name])
+                before, helpers_before = _cpu_s(pids[name]), _children_cpu_s(pids[name])
                 lat = asyncio.run(_load(port, args.seconds, args.connections, r * 10 + i))
                 cpu[name] += _cpu_s(pids[name]) - before
+                helper_cpu[name] += _children_cpu_s(pids[name]) - helpers_before
                 samples[name] += lat
                 elapsed[name] += args.seconds
                 per_round[name].append(len(lat) / args.seconds)
@@ -326,12 +359,20 @@ def main() -> None:
     # CPU per proxied request barely depends on the neighbours' load, unlike throughput:
     # the capture thread's work (the compactor) is inside the same process and counted too.
     per_req = {name: cpu[name] / max(len(samples[name]), 1) * 1e6 for name in ports}
+    helper_per_req = {name: helper_cpu[name] / max(len(samples[name]), 1) * 1e6 for name in ports}
     print(
         "proxy CPU per request: "
         + ", ".join(f"{name} {us:,.0f} us" for name, us in per_req.items())
         + f"; capture/none CPU cost {per_req['capture'] / per_req['none'] - 1:+.1%}"
-        + f" (noop/none {per_req['noop'] / per_req['none'] - 1:+.1%},"
+        + f" (capture-s/none {per_req['capture-s'] / per_req['none'] - 1:+.1%},"
+        + f" noop/none {per_req['noop'] / per_req['none'] - 1:+.1%},"
         + f" w-file/none {per_req['w-file'] / per_req['none'] - 1:+.1%})"
+    )
+    whole = (per_req["capture"] + helper_per_req["capture"]) / per_req["none"] - 1
+    print(
+        f"  plus the compactor process: capture {helper_per_req['capture']:,.0f} us, "
+        f"capture-s {helper_per_req['capture-s']:,.0f} us per request; "
+        f"capture with it, over none: {whole:+.1%}"
     )
     if args.together_rounds:
         shares = {
@@ -339,7 +380,7 @@ def main() -> None:
             for name in ports
         }
         print(
-            f"all four proxies loaded at once ({args.together_rounds} x {args.seconds:g} s, "
+            f"all {len(ports)} proxies loaded at once ({args.together_rounds} x {args.seconds:g} s, "
             f"{args.connections} connections each; the machine's noise hits every variant "
             "alike): req/s vs none, median of rounds: "
             + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in shares.items())
@@ -347,14 +388,17 @@ def main() -> None:
         print(
             "  per round capture/none: "
             + ", ".join(f"{x:.3f}" for x in shares["capture"])
+            + "; capture-s/none: "
+            + ", ".join(f"{x:.3f}" for x in shares["capture-s"])
             + "; noop/none: "
             + ", ".join(f"{x:.3f}" for x in shares["noop"])
         )
     print(f"hot path alone (encode one record + append to the spool): {_hot_path_us(work):.1f} us")
     rows_captured = _count_captured(work / "captures")
     print(
-        f"rows captured by the capture variant: {rows_captured} "
-        f"(sent to it: {len(samples['capture'])} + warm-up)"
+        f"rows captured by the two capture variants: {rows_captured} "
+        f"(sent to them: {len(samples['capture']) + len(samples['capture-s'])} in the "
+        "interleaved rounds, plus warm-up and the rounds at once)"
     )
     shutil.rmtree(work, ignore_errors=True)
 

@@ -6,7 +6,9 @@ Load it with ``mitmdump -s shadow/addon.py --set capture_dir=DIR`` or through
 * the ``response``/``error`` hooks are plain ``def``: they copy the fields,
   append one framed record to the spool with ``os.write`` and return; nothing
   else touches the disk on the event loop, and no exception leaves a hook;
-* a background :class:`~shadow.compactor.Compactor` makes the Parquet files;
+* a separate compactor process (:mod:`shadow.compactor_supervisor`) makes the
+  Parquet files and decides ``network_duplicate``, off the proxy's event loop
+  and its GIL;
 * lifecycle hooks are plain ``def`` because mitmproxy calls them synchronously
   when it reloads a script, where an ``async def done`` would fail;
 * when the spool cannot be written the operator is told on stderr at once, and
@@ -30,10 +32,9 @@ from mitmproxy import ctx, exceptions, http
 
 from shadow.capture_record import CaptureRecord, encode_record
 from shadow.capture_settings import OPTION_OF, CaptureSettings, resolve_settings
-from shadow.compactor import SPOOL_DIRNAME, Compactor
-from shadow.duplicates import DuplicateTracker
+from shadow.compactor_supervisor import CompactorSpec, CompactorSupervisor
 from shadow.redact import Redactor
-from shadow.spool import SpoolLockedError, SpoolWriter
+from shadow.spool import SPOOL_DIRNAME, SpoolLockedError, SpoolWriter
 from wallet_core.config import load_config
 from wallet_core.dialects import Dialect, get_dialect
 from wallet_core.errors import ConfigError
@@ -77,8 +78,7 @@ class CaptureAddon:
         self.settings: CaptureSettings | None = None
         self.capture_dir: Path | None = None
         self.writer: SpoolWriter | None = None
-        self.compactor: Compactor | None = None
-        self.tracker = DuplicateTracker(0)
+        self.supervisor: CompactorSupervisor | None = None
         self.redactor = Redactor(b"")
         self.dialects: dict[str, Dialect] = {}
         self.failing = False
@@ -143,10 +143,10 @@ class CaptureAddon:
         self._start(Path(ctx.options.capture_dir))
 
     def running(self) -> None:
-        # Startup is over: move every object alive now (mitmproxy's, and the ~45,000 that
-        # pyarrow and this package bring) out of the collector's sight.  They live as long
-        # as the proxy anyway, and otherwise each full collection walks them again: the
-        # import alone made a do-nothing addon cost the proxy several % of its throughput.
+        # Startup is over: move every object alive now (mitmproxy's and this package's)
+        # out of the collector's sight.  They live as long as the proxy anyway, and
+        # otherwise each full collection walks them again (when this process still
+        # imported pyarrow, that alone cost a do-nothing addon several % of throughput).
         gc.freeze()
         if self.writer is None:
             logging.getLogger(__name__).error(
@@ -157,7 +157,7 @@ class CaptureAddon:
         self._stop()
 
     def _start(self, capture_dir: Path) -> None:
-        """Lock the spool, recover what a previous run left, rebuild the seen ids, go."""
+        """Lock the spool, start the compactor process (it recovers what a previous run left)."""
         settings = self.settings
         assert settings is not None
         writer = SpoolWriter(
@@ -166,38 +166,34 @@ class CaptureAddon:
             settings.segment_bytes,
             settings.segment_seconds,
         )
+        spec = CompactorSpec(
+            capture_dir=str(capture_dir),
+            proxy_id=settings.proxy_id,
+            duplicate_window_hours=settings.duplicate_window_hours,
+            merge_seconds=settings.merge_interval_seconds,
+            merge_grace_seconds=max(600.0, 2.0 * settings.segment_seconds),
+        )
+        supervisor = CompactorSupervisor(
+            writer,
+            spec,
+            report_error=lambda m: _loud(f"ERROR: {m}"),
+            fsync_seconds=settings.fsync_interval_ms / 1000,
+        )
         try:
             writer.acquire()
-            compactor = Compactor(
-                capture_dir,
-                writer,
-                report_error=lambda m: _loud(f"ERROR: {m}"),
-                report_info=_loud,
-                fsync_seconds=settings.fsync_interval_ms / 1000,
-                merge_seconds=settings.merge_interval_seconds,
-                merge_grace_seconds=max(600.0, 2.0 * settings.segment_seconds),
-            )
-            compactor.recover()
-            tracker = DuplicateTracker(settings.duplicate_window_hours)
-            tracker.load(capture_dir)
+            supervisor.start()
         except SpoolLockedError as exc:
             raise _options_error(str(exc)) from None
         except OSError as exc:
             writer.release()
             raise _options_error(f"capture_dir: cannot use {capture_dir}: {exc}") from None
-        self.capture_dir, self.writer, self.compactor, self.tracker = (
-            capture_dir,
-            writer,
-            compactor,
-            tracker,
-        )
-        compactor.start()
+        self.capture_dir, self.writer, self.supervisor = capture_dir, writer, supervisor
 
     def _stop(self) -> None:
-        """Drain: publish the open segment and compact every segment left."""
-        if self.compactor is not None:
-            self.compactor.stop()
-            self.compactor = None
+        """Drain: publish the open segment, let the compactor process compact every segment."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
         if self.writer is not None:
             self.writer.release()
             self.writer = None
@@ -304,7 +300,7 @@ class CaptureAddon:
             error=error,
             transaction_id=redactor.redact_value("transaction_id", txid),
             event=event,
-            network_duplicate=self.tracker.seen(aggregator, txid, int(started * 1_000_000)),
+            network_duplicate=False,  # decided by the compactor, in spool order
             request_body_length=len(raw_request) if raw_request is not None else None,
             response_body_length=len(raw_response) if raw_response is not None else None,
             proxy_id=settings.proxy_id,

@@ -4,7 +4,8 @@ The addon's hooks must cost microseconds, so a record is a flat tuple of plain
 values in :data:`~shadow.capture_schema.CAPTURE_COLUMNS` order, serialised with
 :mod:`marshal` (about 1 µs, and unlike pickle it never runs code while loading a
 file found on disk).  Headers stay as ``(name, value)`` pairs in the record and
-become JSON only in the compactor thread, off the proxy's event loop.
+become JSON only in the compactor process, off the proxy's event loop.
+``network_duplicate`` is written False by the proxy and decided by the compactor.
 
 Header JSON format (the ``request_headers``/``response_headers`` columns): one
 JSON object, names lower-cased, a repeated header's values joined with ``", "``
@@ -21,11 +22,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from .capture_schema import CAPTURE_SCHEMA
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "RECORD_VERSION",
@@ -135,9 +135,14 @@ def utf8_safe(value: str) -> str:
 def records_to_table(records: Sequence[CaptureRecord]) -> pa.Table:
     """An Arrow table in :data:`CAPTURE_SCHEMA`; columns the record lacks are null.
 
-    Built column by column (one transpose, one Arrow conversion per column): the
-    compactor shares the proxy's interpreter, so its time per row is the proxy's too.
+    Built column by column (one transpose, one Arrow conversion per column).
+    pyarrow is imported here, not at the top: the proxy imports this module for
+    :func:`encode_record` and should not load pyarrow for it.
     """
+    import pyarrow as pa
+
+    from .capture_schema import CAPTURE_SCHEMA
+
     count = len(records)
     transposed = zip(*(r.as_tuple() for r in records), strict=True) if count else ()
     columns: dict[str, Sequence[Any]] = dict(zip(_FIELDS, transposed, strict=bool(count)))
@@ -156,6 +161,8 @@ def records_to_table(records: Sequence[CaptureRecord]) -> pa.Table:
 
 
 def _array(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
+    import pyarrow as pa
+
     try:
         return pa.array(values, type=kind)
     except UnicodeEncodeError:  # a lone surrogate somewhere: only this column pays

@@ -1,8 +1,9 @@
-"""The background thread that turns closed spool segments into Parquet files.
+"""Closed spool segments to Parquet files, the ``network_duplicate`` flag, and hourly merges.
 
-Why a thread: writing Parquet costs milliseconds, which on mitmproxy's event
-loop would stall every connection; the hooks only append to the spool and this
-thread does the rest.
+This runs in its own process (:mod:`shadow.compactor_process`), away from the
+proxy's event loop: the hooks only append to the spool and this does the rest.
+The flag is decided here, reading the spool in the order the proxy appended it,
+so the proxy keeps no set of seen ids and needs no Parquet reader.
 
 Crash-safety rules, each one needed:
 
@@ -10,7 +11,9 @@ Crash-safety rules, each one needed:
   reader), fsynced, then ``os.replace``-d into place, and the directory fsynced;
 * a segment is deleted only after every file made from it is in place, and the
   file names derive from the segment name, so compacting a segment again after a
-  crash overwrites the same files instead of duplicating rows;
+  crash overwrites the same files instead of duplicating rows (at start-up those
+  files are removed first, so the seen ids read back from the dataset do not
+  include the rows about to be flagged again);
 * merging an hour's small files writes the merged file aside, then a hidden
   journal naming its sources, then renames; the sources are deleted last.  A
   journal whose target exists means "these sources are already merged":
@@ -27,7 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,11 +40,11 @@ import pyarrow.parquet as pq
 
 from .capture_record import CaptureRecord, decode_record, hour_key, partition_of, records_to_table
 from .capture_schema import CAPTURE_SCHEMA
-from .spool import READY_SUFFIX, SpoolWriter, list_segments, read_segment
+from .duplicates import DuplicateTracker
+from .spool import READY_SUFFIX, SPOOL_DIRNAME, list_segments, read_segment
 
 __all__ = ["Compactor", "CompactStats", "finish_merges", "merge_hour", "write_parquet_atomically"]
 
-SPOOL_DIRNAME = "_spool"
 _DICTIONARY_COLUMNS = ["method", "path", "aggregator", "event", "error", "proxy_id"]
 Report = Callable[[str], None]
 
@@ -149,32 +152,27 @@ def finish_merges(capture_dir: Path) -> int:
 
 
 class Compactor:
-    """Owns the spool's closed segments: compacts them, merges old hours, drains on stop."""
+    """Owns this proxy's closed segments: compacts them, merges old hours, drains on stop."""
 
     def __init__(
         self,
         capture_dir: Path,
-        writer: SpoolWriter,
+        proxy_id: str,
         *,
         report_error: Report,
         report_info: Report,
-        poll_seconds: float = 0.25,
-        fsync_seconds: float = 1.0,
-        merge_seconds: float = 3600.0,
+        tracker: DuplicateTracker | None = None,
         merge_grace_seconds: float = 600.0,
     ) -> None:
         self.capture_dir = capture_dir
         self.spool_dir = capture_dir / SPOOL_DIRNAME
-        self.writer = writer
+        self.proxy_id = proxy_id
         self.report_error = report_error
         self.report_info = report_info
-        self.poll_seconds = poll_seconds
-        self.fsync_seconds = fsync_seconds
-        self.merge_seconds = merge_seconds
+        self.tracker = tracker
         self.merge_grace_seconds = merge_grace_seconds
         self.stats = CompactStats()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flags: dict[str, list[bool]] = {}
         self._last_failure = ""
 
     # -- segments --------------------------------------------------------------------
@@ -182,21 +180,21 @@ class Compactor:
     def compact_segment(self, segment: Path) -> int:
         """Write ``segment``'s records as Parquet, then delete it; the rows written."""
         contents = read_segment(segment)
-        by_hour: dict[int, list[CaptureRecord]] = defaultdict(list)
+        records: list[CaptureRecord] = []
         for payload in contents.records:
             try:
-                record = decode_record(payload)
+                records.append(decode_record(payload))
             except ValueError:
                 self.stats.bad_records += 1
-                continue
+        records = self._flagged(segment.name, records)
+        by_hour: dict[int, list[CaptureRecord]] = defaultdict(list)
+        for record in records:
             by_hour[hour_key(record.captured_at)].append(record)
         stem = segment.name.removesuffix(READY_SUFFIX)
         rows = 0
-        for hour, records in sorted(by_hour.items()):
-            date, hh = partition_of(hour)
-            final = self.capture_dir / f"date={date}" / f"hour={hh}" / f"seg-{stem}.parquet"
-            table = self._table(records)
-            write_parquet_atomically(table, final)
+        for hour, hour_records in sorted(by_hour.items()):
+            table = self._table(hour_records)
+            write_parquet_atomically(table, self._file_of(stem, hour))
             rows += table.num_rows
         if contents.torn:
             self.stats.torn_tails += contents.torn
@@ -205,9 +203,32 @@ class Compactor:
             )
         segment.unlink()
         _fsync_dir(segment.parent)
+        self._flags.pop(segment.name, None)
         self.stats.segments += 1
         self.stats.rows += rows
         return rows
+
+    def _flagged(self, name: str, records: list[CaptureRecord]) -> list[CaptureRecord]:
+        """The records with ``network_duplicate`` from the tracker, in spool order.
+
+        A segment's flags are decided once: when writing it fails and it is
+        retried, its ids must not count as seen before by themselves.
+        """
+        if self.tracker is None:
+            return records
+        flags = self._flags.get(name)
+        if flags is None or len(flags) != len(records):
+            seen = self.tracker.seen
+            flags = [seen(r.aggregator, r.transaction_id, r.captured_at) for r in records]
+            self._flags[name] = flags
+        return [
+            r if r.network_duplicate == flag else replace(r, network_duplicate=flag)
+            for r, flag in zip(records, flags, strict=True)
+        ]
+
+    def _file_of(self, stem: str, hour: int) -> Path:
+        date, hh = partition_of(hour)
+        return self.capture_dir / f"date={date}" / f"hour={hh}" / f"seg-{stem}.parquet"
 
     def _table(self, records: list[CaptureRecord]) -> pa.Table:
         """The records as a table; one that Arrow refuses is dropped and counted, not fatal."""
@@ -225,23 +246,37 @@ class Compactor:
                     good.append(record)
             return records_to_table(good)
 
+    def ready_segments(self) -> list[Path]:
+        return list_segments(self.spool_dir, self.proxy_id, READY_SUFFIX)
+
     def compact_ready(self) -> int:
         """Compact every closed segment of this proxy, oldest first; the rows written."""
         rows = 0
-        for segment in list_segments(self.spool_dir, self.writer.proxy_id, READY_SUFFIX):
+        for segment in self.ready_segments():
             rows += self.compact_segment(segment)
         return rows
 
     def recover(self) -> int:
-        """Start-up: finish merges, drop our stale temp files, compact leftovers."""
+        """Start-up: finish merges, drop our stale files, load the seen ids, compact leftovers.
+
+        The proxy has already turned its leftover ``.open`` segments into ``.ready`` ones.
+        """
         with self._merge_lock(blocking=True):
             finish_merges(self.capture_dir)
-        prefix = f".tmp-seg-{self.writer.proxy_id}-"
+        prefix = f".tmp-seg-{self.proxy_id}-"
         for stale in self.capture_dir.glob(f"date=*/hour=*/{prefix}*"):
             stale.unlink(missing_ok=True)
-        reopened = self.writer.recover_open()
-        rows = self.compact_ready()
-        if reopened or rows:
+        leftovers = self.ready_segments()
+        for segment in leftovers:  # written again below, with the flags decided again
+            stem = segment.name.removesuffix(READY_SUFFIX)
+            for made in self.capture_dir.glob(f"date=*/hour=*/seg-{stem}.parquet"):
+                made.unlink()
+        if self.tracker is not None:
+            self.tracker.load(self.capture_dir)
+        rows = 0
+        for segment in leftovers:
+            rows += self.compact_segment(segment)
+        if leftovers:
             self.report_info(
                 f"recovered {rows} captured rows from earlier segments "
                 f"({self.stats.torn_tails} torn tail(s) dropped)"
@@ -279,50 +314,34 @@ class Compactor:
     def _merge_lock(self, *, blocking: bool) -> _FileLock:
         return _FileLock(self.spool_dir / "merge.lock", blocking)
 
-    # -- thread ----------------------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="rgs-shadow-compactor", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread, publish the open segment and compact everything left."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        try:
-            self.writer.close()
-            self.compact_ready()
-        except Exception as exc:  # noqa: BLE001 - the segments stay for the next start
-            self.report_error(
-                f"could not compact the spool at shutdown ({exc}); "
-                f"segments are kept in {self.spool_dir} for the next start"
-            )
-
-    def _run(self) -> None:
-        last_sync = last_merge = time.monotonic()
-        backoff = self.poll_seconds
-        while not self._stop.wait(backoff):
-            now = time.monotonic()
+    def run(self, stop: threading.Event, poll_seconds: float, merge_seconds: float) -> None:
+        """Compact and merge until ``stop`` is set, then compact everything left."""
+        last_merge = time.monotonic()
+        backoff = poll_seconds
+        while not stop.wait(backoff):
             try:
-                self.writer.rotate_if_due(now)
-                if self.fsync_seconds > 0 and now - last_sync >= self.fsync_seconds:
-                    self.writer.sync()
-                    last_sync = now
                 self.compact_ready()
-                if now - last_merge >= self.merge_seconds:
-                    last_merge = now
+                if time.monotonic() - last_merge >= merge_seconds:
+                    last_merge = time.monotonic()
                     self.merge_closed_hours()
-                backoff = self.poll_seconds
+                backoff = poll_seconds
                 self._last_failure = ""
-            except Exception as exc:  # noqa: BLE001 - keep the thread alive, say it loudly
+            except Exception as exc:  # noqa: BLE001 - keep going, say it loudly
                 self.stats.failures += 1
                 message = f"compaction failed: {exc}; segments stay in the spool, retrying"
                 if message != self._last_failure:
                     self.report_error(message)
                     self._last_failure = message
                 backoff = min(backoff * 2, 5.0)
+        try:
+            self.compact_ready()
+        except Exception as exc:  # noqa: BLE001 - the segments stay for the next start
+            self.report_error(
+                f"could not compact the spool at shutdown ({exc}); "
+                f"segments are kept in {self.spool_dir} for the next start"
+            )
 
 
 class _FileLock:

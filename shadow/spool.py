@@ -31,6 +31,7 @@ from pathlib import Path
 
 __all__ = [
     "MAGIC",
+    "SPOOL_DIRNAME",
     "SegmentContents",
     "SpoolLockedError",
     "SpoolWriter",
@@ -38,6 +39,7 @@ __all__ = [
     "read_segment",
 ]
 
+SPOOL_DIRNAME = "_spool"
 MAGIC = b"RGSSPOOL1\n"
 _FRAME = struct.Struct("<II")
 OPEN_SUFFIX = ".open"
@@ -98,7 +100,7 @@ class SpoolWriter:
     """Appends framed records to the open segment and rotates it by age or size.
 
     ``append`` is called on mitmproxy's event loop, ``rotate_if_due`` and
-    ``sync`` from the compactor thread; one uncontended lock keeps them apart.
+    ``sync`` from the proxy's housekeeping thread; one uncontended lock keeps them apart.
     An ``OSError`` from ``append`` is the caller's to report: the segment is cut
     back to its last whole record first, so one failed write never tears the
     records that follow it.
@@ -171,7 +173,7 @@ class SpoolWriter:
                 raise
             self._size += len(data)
 
-    # -- housekeeping (compactor thread) ----------------------------------------------
+    # -- housekeeping (the proxy's CompactorSupervisor thread) -------------------------
 
     def rotate_if_due(self, now: float | None = None) -> bool:
         """Publish the open segment when it is old or big enough; True when it rotated."""

@@ -1,8 +1,9 @@
-"""The compactor: segments to partitioned Parquet, idempotent recovery, merges, draining."""
+"""The compactor: segments to partitioned Parquet, duplicate flags, recovery, merges, draining."""
 
 from __future__ import annotations
 
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from shadow.capture_record import CaptureRecord, encode_record
 from shadow.capture_schema import CAPTURE_SCHEMA
 from shadow.compactor import Compactor, finish_merges, merge_hour
 from shadow.dataset import capture_files, read_captures
+from shadow.duplicates import DuplicateTracker
 from shadow.spool import MAGIC, SpoolWriter, frame, list_segments
 
 H13 = int(datetime(2024, 5, 17, 13, 30, tzinfo=UTC).timestamp() * 1_000_000)
@@ -48,15 +50,22 @@ class Reports:
         self.infos: list[str] = []
 
 
+def compactor_of(root: Path, reports: Reports) -> Compactor:
+    return Compactor(
+        root,
+        "p1",
+        report_error=reports.errors.append,
+        report_info=reports.infos.append,
+        tracker=DuplicateTracker(48),
+    )
+
+
 def setup(tmp_path: Path) -> tuple[Path, SpoolWriter, Compactor, Reports]:
     root = tmp_path / "captures"
     writer = SpoolWriter(root / "_spool", "p1", 1 << 20, 3600)
     writer.acquire()
     reports = Reports()
-    compactor = Compactor(
-        root, writer, report_error=reports.errors.append, report_info=reports.infos.append
-    )
-    return root, writer, compactor, reports
+    return root, writer, compactor_of(root, reports), reports
 
 
 def ids(root: Path) -> list[str]:
@@ -91,8 +100,10 @@ def test_compacting_a_segment_again_after_a_crash_duplicates_nothing(tmp_path: P
     shutil.copy(segment, kept)
     compactor.compact_ready()
     shutil.copy(kept, segment)  # as if killed after the rename, before the delete
-    compactor.recover()
+    compactor_of(root, Reports()).recover()  # a restart
     assert ids(root) == ["c1"]
+    [again] = read_captures(root).to_pylist()
+    assert not again["network_duplicate"]  # its own earlier file does not make it a retry
 
 
 def test_recovery_compacts_leftovers_counts_torn_tails_and_drops_own_temp_files(
@@ -105,6 +116,7 @@ def test_recovery_compacts_leftovers_counts_torn_tails_and_drops_own_temp_files(
     hour.mkdir(parents=True)
     (hour / ".tmp-seg-p1-x.parquet").write_bytes(b"half a file")
     (hour / ".tmp-seg-p2-x.parquet").write_bytes(b"another proxy's, in progress")
+    assert writer.recover_open() == 1  # the proxy's side, before the compactor starts
     assert compactor.recover() == 1
     assert compactor.stats.torn_tails == 1
     assert any("torn tail" in m for m in reports.infos)
@@ -123,21 +135,48 @@ def test_undecodable_records_are_skipped_and_counted(tmp_path: Path) -> None:
     assert ids(root) == ["c1"]
 
 
-def test_stop_drains_the_open_segment(tmp_path: Path) -> None:
+def test_run_compacts_until_stopped_then_drains(tmp_path: Path) -> None:
     root, writer, compactor, _ = setup(tmp_path)
-    compactor.start()
+    stop = threading.Event()
+    loop = threading.Thread(target=compactor.run, args=(stop, 0.01, 3600.0))
+    loop.start()
     for n in range(50):
         writer.append(encode_record(record(n)))
-    compactor.stop()
+        if n == 24:
+            writer.close()
+    writer.close()
+    stop.set()
+    loop.join()
     assert len(ids(root)) == 50
     assert list((root / "_spool").glob("p1-*")) == []
+
+
+def test_retries_are_flagged_in_spool_order_and_a_failed_write_decides_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    root, writer, compactor, _ = setup(tmp_path)
+    for n, txid in enumerate(["a", "b", "a", "c", "a"]):
+        writer.append(encode_record(record(n, txid=txid)))
+    writer.close()
+    (root / "date=2024-05-17").write_text("a file where a directory must go")
+    try:
+        compactor.compact_ready()
+    except OSError:
+        pass
+    (root / "date=2024-05-17").unlink()
+    assert compactor.compact_ready() == 5
+    flags = {r["capture_id"]: r["network_duplicate"] for r in read_captures(root).to_pylist()}
+    assert flags == {"c0": False, "c1": False, "c2": True, "c3": False, "c4": True}
 
 
 def test_a_failed_compaction_keeps_the_segment_and_says_so(tmp_path: Path) -> None:
     root, writer, compactor, reports = setup(tmp_path)
     writer.append(encode_record(record(1)))
+    writer.close()
     (root / "date=2024-05-17").write_text("a file where a directory must go")
-    compactor.stop()
+    stop = threading.Event()
+    stop.set()
+    compactor.run(stop, 0.01, 3600.0)
     assert reports.errors and "kept" in reports.errors[0]
     assert len(list_segments(root / "_spool", "p1", ".ready")) == 1
     (root / "date=2024-05-17").unlink()
