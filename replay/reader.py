@@ -171,16 +171,33 @@ class CaptureReader:
     def __iter__(self) -> Iterator[Captured]:
         return self.rows()
 
-    def rows(self, *, light: bool = False) -> Iterator[Captured]:
+    def rows(
+        self, *, light: bool = False, keep: Callable[[str, str, bytes], bool] | None = None
+    ) -> Iterator[Captured]:
         """The rows in order; ``light`` leaves out what only the replay itself needs.
 
         A light row has no request headers, latency or error (``None``): the bootstrap
-        pre-pass reads the whole capture once more and never looks at them.
+        pre-pass reads the whole capture once more and never looks at them.  ``keep``
+        (capture id, aggregator, body) chooses rows before the rest of them is built.
         """
         for table in self.tables(_LIGHT if light else _COLUMNS):
             # Python objects for one slice at a time: an hour stays in Arrow's compact form.
             for offset in range(0, table.num_rows, _SLICE):
-                yield from _rows(table.slice(offset, _SLICE))
+                part = table.slice(offset, _SLICE)
+                yield from _rows(part if keep is None else _kept(part, keep))
+
+
+def _kept(table: pa.Table, keep: Callable[[str, str, bytes], bool]) -> pa.Table:
+    mask = [
+        keep(cid, agg or "", body or b"")
+        for cid, agg, body in zip(
+            table.column("capture_id").to_pylist(),
+            table.column("aggregator").to_pylist(),
+            table.column("request_body").to_pylist(),
+            strict=True,
+        )
+    ]
+    return table.filter(pa.array(mask, pa.bool_()))
 
 
 def _rows(table: pa.Table) -> Iterator[Captured]:

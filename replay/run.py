@@ -12,7 +12,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,8 +85,13 @@ class Router:
         return (agg.dialect if agg else _FALLBACK).routing_key(row.body)
 
     def player(self, row: Captured) -> str:
-        player, _ = self.account(row)
-        return f"player:{player}" if player is not None else f"capture:{row.capture_id}"
+        return self.key(row.capture_id, row.aggregator, row.body)
+
+    def key(self, capture_id: str, aggregator: str, body: bytes) -> str:
+        """The player's key, or the callback's own when its body names no player."""
+        agg = self.config.aggregators.get(aggregator)
+        player, _ = (agg.dialect if agg else _FALLBACK).routing_key(body)
+        return f"player:{player}" if player is not None else f"capture:{capture_id}"
 
 
 def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
@@ -143,14 +148,21 @@ def run_replay(
 
 
 def _selected(
-    rows: Iterable[Captured], options: ReplayOptions, router: Router
+    reader: CaptureReader, options: ReplayOptions, router: Router, *, light: bool = False
 ) -> Iterator[Captured]:
-    if options.shard is None:  # routing parses the body: not for nothing
-        yield from rows
-        return
-    for row in rows:
-        if in_shard(router.player(row), options.shard):
-            yield row
+    """The reader's rows, only this shard's when ``--shard`` (or ``--jobs``) splits the run.
+
+    The shard is decided on the id, aggregator and body alone, before the rest of a
+    row is built: with N shards, N - 1 rows in N are only looked at.
+    """
+    shard = options.shard
+    if shard is None:  # routing parses the body: not for nothing
+        return reader.rows(light=light)
+
+    def keep(capture_id: str, aggregator: str, body: bytes) -> bool:
+        return in_shard(router.key(capture_id, aggregator, body), shard)
+
+    return reader.rows(light=light, keep=keep)
 
 
 def _drive_in_process(
@@ -212,7 +224,7 @@ def _open_accounts(
         wanted = [r for r in rows if in_shard(f"player:{r[0]}", options.shard)]
         summary.openings = operator.import_snapshot(wanted, options.since_us or 0)
         return
-    found = opening_balances(_selected(reader.rows(light=True), options, router), options.config)
+    found = opening_balances(_selected(reader, options, router, light=True), options.config)
     for (player, currency), minor in sorted(found.balances.items()):
         at = found.first_seen_us[(player, currency)]
         operator.adjust(f"bootstrap:{player}:{currency}", player, currency, minor, at)
