@@ -19,7 +19,7 @@ from wallet_core.config import WalletConfig
 
 from .columnmap import parse_column_map
 from .diff import DiffResult, diff
-from .memory import reuse_freed_pages
+from .memory import hand_back, reuse_freed_pages
 from .options import CompareOptions, parse_compare_options
 from .rows import load_decisions
 from .settlement import Settlement, load_settlement
@@ -55,6 +55,7 @@ def compare_files(
     """Load both sides and diff them: the decision table, the export and the result."""
     with reuse_freed_pages():
         table, export = load_inputs(decisions, settlement, config)
+        hand_back()
         return table, export, diff(table, export, config.currencies, opts)
 
 
