@@ -30,6 +30,9 @@ from .reader import Captured, CaptureReader
 __all__ = ["ReplayOptions", "ReplaySummary", "run_replay"]
 
 _FALLBACK = GenericDialect()
+#: Rows the replay store caches per table (see :class:`wallet_core.store.buffer.WriteBuffer`).
+_CACHE_ROWS = 100_000
+_CACHE_ROWS_MIN = 10_000
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def _drive_in_process(
     config = options.config
     with tempfile.TemporaryDirectory(prefix="rgs-shadow-replay-") as scratch:
         url = options.db_url or f"sqlite:///{Path(scratch) / 'replay.db'}"
-        store = open_store(url, durability="replay")
+        store = open_store(url, durability="replay", cache_rows=_cache_rows(options))
         try:
             _open_accounts(store, options, reader, router, summary)
             core = WalletCore(store, config, mode=Mode.SHADOW)
@@ -208,6 +211,15 @@ def _drive_in_process(
                     progress(1)
         finally:
             store.close()
+
+
+def _cache_rows(options: ReplayOptions) -> int:
+    """The replay store's cache, per table: a shard's share (it sees 1/N of the players).
+
+    With ``--jobs N`` the N workers' caches then hold together what one process's does.
+    """
+    shares = options.shard[1] if options.shard is not None else 1
+    return max(_CACHE_ROWS // shares, _CACHE_ROWS_MIN)
 
 
 def _open_accounts(

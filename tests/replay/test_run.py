@@ -208,3 +208,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
         "since": "--since",
     }[case]
     assert expected in err
+
+
+def test_a_shard_caches_its_share_of_the_players(tmp_path: Path) -> None:
+    from replay.run import _cache_rows
+
+    whole = _cache_rows(options(tmp_path, tmp_path / "d.parquet"))
+    assert _cache_rows(options(tmp_path, tmp_path / "d.parquet", shard=(1, 4))) == whole // 4
+    assert _cache_rows(options(tmp_path, tmp_path / "d.parquet", shard=(1, 1000))) == 10_000

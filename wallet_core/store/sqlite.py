@@ -162,6 +162,7 @@ class SqliteStore:
         *,
         durability: Durability = "live",
         group_size: int = 10_000,
+        cache_rows: int = 100_000,
         lock_timeout_s: float = 2.0,
         create: bool = True,
         migrate: bool = False,
@@ -208,7 +209,7 @@ class SqliteStore:
             self._conn.close()
             raise StorageError(f"cannot use SQLite database {self.path}: {exc}") from None
         self._tx = _SqliteTx(self._conn)
-        self._buffer = WriteBuffer(self._conn) if durability == "replay" else None
+        self._buffer = WriteBuffer(self._conn, cache_rows) if durability == "replay" else None
         self._buffered_scope = (
             _BufferedScope(self, self._buffer, BufferedTx(self._buffer))
             if self._buffer is not None
