@@ -154,13 +154,13 @@ def _collect(
             for key, _ in selector.select():
                 k = key.data
                 line = key.fileobj.readline()  # type: ignore[union-attr]
-                if line.startswith(b"+"):
+                if line.startswith(b"+") and line.endswith(b"\n"):
                     if progress is not None:
                         progress(int(line[1:]))
                     continue
-                if line.startswith(b"="):
+                if line.startswith(b"=") and line.endswith(b"\n"):
                     results[k] = pickle.loads(base64.b64decode(line[1:]))
-                elif not line:  # end of output without a result: killed, out of memory
+                elif not line.endswith(b"\n"):  # cut short: killed, out of memory
                     results[k] = ("error", RuntimeError(f"replay worker {k + 1} stopped early"))
                 else:
                     continue

@@ -157,3 +157,18 @@ def test_a_worker_reports_progress_then_its_summary(monkeypatch: pytest.MonkeyPa
     assert progress == [b"+2000", b"+2000", b"+500"]
     kind, summary = pickle.loads(base64.b64decode(last[1:]))
     assert kind == "ok" and summary.callbacks == 4_500
+
+
+def test_a_worker_cut_short_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """Output that ends without a whole result line (a killed worker) fails the run."""
+    import subprocess
+    import sys
+
+    script = "import sys; sys.stdout.write('+7\\n=c2hvcnQ'); sys.stdout.flush()"
+    workers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)]
+    seen: list[int] = []
+    try:
+        [(kind, error)] = parallel._collect(workers, seen.append)
+    finally:
+        workers[0].wait()
+    assert seen == [7] and kind == "error" and "stopped early" in str(error)
