@@ -1,13 +1,15 @@
-"""Freed numpy arrays reused during a comparison instead of unmapped and faulted in again.
+"""One malloc heap for a comparison: freed blocks reused, not unmapped and faulted in again.
 
-glibc's malloc gives every block above its mmap threshold (at most 32 MiB) fresh
-pages of its own and unmaps them on free.  The diff makes many short-lived arrays
-of tens of megabytes (one per rule input, per key or per row), so at ten million
-decisions it asked the kernel for about 1.7 GB more zeroed pages than it needed:
-on a virtual machine, seconds of system time.  Inside :func:`reuse_freed_pages`
-large blocks come from the heap and a freed one serves the next request; at the
-end the heap is trimmed and the thresholds set back.  Arrow's buffers use their
-own allocator and are not affected.  Other C libraries: nothing changes.
+A comparison at ten million decisions allocates and frees several gigabytes of
+short-lived buffers (decoded pages, the id hash table, per-key and per-row numpy
+arrays) against a peak of about 3.5 GB.  Left to themselves, Arrow's allocator
+hands freed pages back to the system and glibc maps every block above 32 MiB
+afresh, so most of those gigabytes were new pages the kernel had to zero: on a
+virtual machine, about half of the CPU time.  Inside :func:`reuse_freed_pages`
+Arrow allocates from malloc too, and malloc keeps freed blocks in its heap for
+the next request, Arrow's or numpy's (:func:`hand_back` trims it at chosen
+points, to bound the peak).  At the end the pool and the thresholds are set
+back and the heap is trimmed.  Other C libraries: nothing changes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import ctypes
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import pyarrow as pa
 
 __all__ = ["hand_back", "reuse_freed_pages"]
 
@@ -37,24 +41,31 @@ def _glibc() -> ctypes.CDLL | None:
 
 @contextmanager
 def reuse_freed_pages() -> Iterator[None]:
-    """Keep freed large blocks in the heap for reuse until the block ends (glibc only)."""
+    """Arrow and numpy share malloc's heap, which keeps freed blocks (glibc only).
+
+    Arrow's default pool is process-wide: buffers made inside the block stay valid
+    after it (each keeps its pool), and other threads allocating meanwhile use
+    malloc too.
+    """
     libc = _glibc()
     if libc is None or not libc.mallopt(_M_MMAP_THRESHOLD, _NEVER):
         yield
         return
     libc.mallopt(_M_TRIM_THRESHOLD, _NEVER)
+    pool = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
     try:
         yield
     finally:
+        pa.set_memory_pool(pool)
         libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT)
         libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT)
         libc.malloc_trim(0)
 
 
 def hand_back() -> None:
-    """Return the heap's free pages to the system now (the per-key arrays, once the
-    diff is past them): inside :func:`reuse_freed_pages` they would otherwise stay
-    in the process's peak.  Outside it glibc does this by itself."""
+    """Return the heap's free pages to the system now: inside :func:`reuse_freed_pages`
+    they would otherwise stay in the process's peak.  Outside it glibc trims by itself."""
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -243,12 +243,7 @@ def encode(*arrays: pa.Array | pa.ChunkedArray) -> tuple[list[np.ndarray], pa.Ar
     """
     parts = [_chunks(a) for a in arrays]
     chunks = [c for part in parts for c in part]
-    # The hash table, the dictionary and the indices (about 1.5 GB at ten million
-    # ids, all short-lived) come from malloc, not Arrow's pool: freed, they are
-    # reused by the numpy arrays the diff makes next (see compare.memory), where
-    # Arrow's pool would hand them back and numpy would fault in fresh pages.
-    system = pa.system_memory_pool()
-    encoded = pc.dictionary_encode(pa.chunked_array(chunks, pa.string()), memory_pool=system)
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, pa.string()))
     if encoded.num_chunks != len(chunks):  # never seen; the codes would not line up
         raise AssertionError("dictionary_encode changed the chunking")
     if encoded.num_chunks:
@@ -261,12 +256,14 @@ def encode(*arrays: pa.Array | pa.ChunkedArray) -> tuple[list[np.ndarray], pa.Ar
         codes = np.empty(sum(len(c) for c in part), dtype=width)
         start = 0
         for _ in part:  # filled in place: no list of pieces to concatenate
-            raw = encoded.chunk(chunk).indices
-            indices = pc.coalesce(raw, pa.scalar(-1, raw.type), memory_pool=system)
+            indices = pc.fill_null(encoded.chunk(chunk).indices, -1)
             codes[start : start + len(indices)] = indices.to_numpy(zero_copy_only=False)
             start += len(indices)
             chunk += 1
         out.append(codes)
+    # The hash table and the indices (about 1 GB at ten million ids) are freed into
+    # malloc's heap when a comparison runs (compare.memory.reuse_freed_pages), and
+    # the diff's numpy arrays reuse them: not handed back here.
     return out, dictionary
 
 

@@ -181,7 +181,6 @@ def _read_csv(
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
         ),
-        memory_pool=pa.system_memory_pool(),
     )
 
 
