@@ -410,7 +410,7 @@ def _hot_path_us(work: Path, n: int = 20000) -> float:
     from shadow.spool import SpoolWriter
 
     body = b'{"event":"bet","transaction_id":"t-1","session_id":"s","amount":"1.00"}'
-    headers = (("content-type", "application/json"), ("x-rgs-signature", "sha256=" + "a" * 64))
+    headers = ((b"content-type", b"application/json"), (b"x-rgs-signature", b"sha256=" + b"a" * 64))
     writer = SpoolWriter(work / "hot" / "_spool", "hot", 64 << 20, 3600)
     writer.acquire()
     start = time.perf_counter()

@@ -3,7 +3,8 @@
 Load it with ``mitmdump -s shadow/addon.py --set capture_dir=DIR`` or through
 ``rgs-shadow capture``.  The proxy stands in the live path of real money, so:
 
-* the ``response``/``error`` hooks are plain ``def``: they copy the fields,
+* the ``response``/``error`` hooks are plain ``def``: they copy the fields
+  (:class:`~shadow.spool_record.SpoolRecord`, parsing left to the compactor),
   append one framed record to the spool with ``os.write`` and return; nothing
   else touches the disk on the event loop, and no exception leaves a hook;
 * a separate compactor process (:mod:`shadow.compactor_supervisor`) makes the
@@ -30,21 +31,26 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from shadow.capture_record import CaptureRecord, encode_record
+from shadow.capture_record import Headers
 from shadow.capture_settings import OPTION_OF, CaptureSettings, resolve_settings
 from shadow.compactor_supervisor import CompactorSpec, CompactorSupervisor
 from shadow.redact import Redactor
 from shadow.spool import SPOOL_DIRNAME, SpoolLockedError, SpoolWriter
+from shadow.spool_record import (
+    Identifier,
+    SpoolRecord,
+    aggregator_of,
+    client_addr,
+    encode_spool_record,
+)
 from wallet_core.config import load_config
-from wallet_core.dialects import Dialect, get_dialect
 from wallet_core.errors import ConfigError
 
-__all__ = ["CaptureAddon", "addons"]
+__all__ = ["CaptureAddon", "addons", "aggregator_of", "client_addr"]
 
 _CAPTURED = "rgs_shadow_captured"
 _REFUSED = "rgs_shadow_refused"
 _REPORT_EVERY_S = 10.0
-_GENERIC = get_dialect("generic")
 _RETRY_LATER_BODY = json.dumps(
     {"status": "ERROR", "code": "RETRY_LATER", "message": "capture cannot write; retry later"}
 ).encode()
@@ -53,22 +59,6 @@ _RETRY_LATER_BODY = json.dumps(
 def _loud(message: str) -> None:
     """Errors go straight to stderr: mitmproxy's own log goes to stdout and -q hides it."""
     print(f"rgs-shadow capture: {message}", file=sys.stderr, flush=True)
-
-
-def client_addr(peername: Any) -> str | None:
-    """``host:port``, ``[v6host]:port`` for IPv6 (whose peername is a 4-tuple)."""
-    if not peername:
-        return None
-    host, port = str(peername[0]), peername[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def aggregator_of(path: str) -> str | None:
-    """The ``{aggregator}`` of ``/rgs/{aggregator}`` (query string ignored), else None."""
-    parts = path.split("?", 1)[0].split("/")
-    if len(parts) >= 3 and parts[0] == "" and parts[1] == "rgs" and parts[2]:
-        return parts[2]
-    return None
 
 
 class CaptureAddon:
@@ -80,7 +70,7 @@ class CaptureAddon:
         self.writer: SpoolWriter | None = None
         self.supervisor: CompactorSupervisor | None = None
         self.redactor = Redactor(b"")
-        self.dialects: dict[str, Dialect] = {}
+        self.identify = Identifier({})
         self.failing = False
         self.failed_records = 0
         self._last_report = 0.0
@@ -139,7 +129,7 @@ class CaptureAddon:
             raise _options_error(str(exc)) from None
         self._stop()
         self.settings, self.redactor = settings, redactor
-        self.dialects = {name: agg.dialect for name, agg in config.aggregators.items()}
+        self.identify = Identifier({n: agg.dialect for n, agg in config.aggregators.items()})
         self._start(Path(ctx.options.capture_dir))
 
     def running(self) -> None:
@@ -172,6 +162,7 @@ class CaptureAddon:
             duplicate_window_hours=settings.duplicate_window_hours,
             merge_seconds=settings.merge_interval_seconds,
             merge_grace_seconds=max(600.0, 2.0 * settings.segment_seconds),
+            dialects={name: d.name for name, d in self.identify.dialects.items()},
         )
         supervisor = CompactorSupervisor(
             writer,
@@ -223,7 +214,7 @@ class CaptureAddon:
             return
         flow.metadata[_CAPTURED] = True
         try:
-            payload = encode_record(self.record_of(flow))
+            payload = encode_spool_record(self.record_of(flow))
         except Exception as exc:  # noqa: BLE001 - never raise into mitmproxy
             _loud(f"ERROR: could not build the capture record of {flow.id}: {exc!r}")
             return
@@ -260,62 +251,59 @@ class CaptureAddon:
 
     # -- the record ------------------------------------------------------------------
 
-    def record_of(self, flow: http.HTTPFlow) -> CaptureRecord:
-        """Copy what the contract's columns need out of a finished flow."""
+    def record_of(self, flow: http.HTTPFlow) -> SpoolRecord:
+        """Copy what the contract's columns need out of a finished flow, parsing nothing."""
         settings = self.settings
         assert settings is not None
         cap, redactor = settings.body_cap_bytes, self.redactor
         req = flow.request
-        started = req.timestamp_start
-        aggregator = aggregator_of(req.path)
+        started = float(req.timestamp_start)  # fails here, reported, not in the compactor
+        path = req.path
         raw_request = req.raw_content
-        txid, event = self._identify(aggregator, raw_request)
         resp = flow.response
+        error = flow.error
         if flow.metadata.get(_REFUSED):
-            error: str | None = "capture spool not writable: answered 503 without forwarding"
+            message: str | None = "capture spool not writable: answered 503 without forwarding"
         else:
-            error = flow.error.msg if flow.error is not None else None
+            message = error.msg if error is not None else None
         if resp is not None:
             ended = resp.timestamp_end or resp.timestamp_start or time.time()
-        elif flow.error is not None:
-            ended = flow.error.timestamp
+            raw_response = resp.raw_content
         else:
-            ended = time.time()
-        raw_response = resp.raw_content if resp is not None else None
-        return CaptureRecord(
+            ended = error.timestamp if error is not None else time.time()
+            raw_response = None
+        request_length = len(raw_request) if raw_request is not None else None
+        txid = event = None
+        identified = bool(redactor.body_fields) or (request_length or 0) > cap
+        if identified:  # the compactor will only see the body cut or redacted
+            txid, event = self.identify(aggregator_of(path), raw_request)
+            txid = redactor.redact_value("transaction_id", txid)
+        return SpoolRecord(
             capture_id=flow.id,
-            captured_at=int(started * 1_000_000),
-            client_addr=client_addr(flow.client_conn.peername),
+            started=started,
+            peername=flow.client_conn.peername,
             method=req.method,
-            path=req.path,
-            aggregator=aggregator,
-            request_headers=redactor.redact_headers(_pairs(req.headers)),
+            path=path,
+            request_headers=self._headers(req.headers),
             request_body=_cap(redactor.redact_body(raw_request), cap),
             response_status=resp.status_code if resp is not None else None,
-            response_headers=(
-                redactor.redact_headers(_pairs(resp.headers)) if resp is not None else None
-            ),
+            response_headers=self._headers(resp.headers) if resp is not None else None,
             response_body=_cap(redactor.redact_body(raw_response), cap),
-            latency_ms=max(0.0, (ended - started) * 1000.0),
-            error=error,
-            transaction_id=redactor.redact_value("transaction_id", txid),
+            ended=ended,
+            error=message,
+            identified=identified,
+            transaction_id=txid,
             event=event,
-            network_duplicate=False,  # decided by the compactor, in spool order
-            request_body_length=len(raw_request) if raw_request is not None else None,
+            request_body_length=request_length,
             response_body_length=len(raw_response) if raw_response is not None else None,
             proxy_id=settings.proxy_id,
         )
 
-    def _identify(
-        self, aggregator: str | None, body: bytes | None
-    ) -> tuple[str | None, str | None]:
-        if not body:
-            return None, None
-        dialect = self.dialects.get(aggregator, _GENERIC) if aggregator else _GENERIC
-        try:
-            return dialect.identify(body)
-        except Exception:  # noqa: BLE001 - identify promises not to raise; belt and braces
-            return None, None
+    def _headers(self, headers: http.Headers) -> Headers:
+        """mitmproxy's own byte pairs (the compactor decodes them), unless some are redacted."""
+        if self.redactor.headers:
+            return self.redactor.redact_headers(_pairs(headers))
+        return headers.fields
 
 
 def _options_error(message: str) -> Exception:

@@ -3,8 +3,9 @@
 The addon's hooks must cost microseconds, so a record is a flat tuple of plain
 values in :data:`~shadow.capture_schema.CAPTURE_COLUMNS` order, serialised with
 :mod:`marshal` (about 1 µs, and unlike pickle it never runs code while loading a
-file found on disk).  Headers stay as ``(name, value)`` pairs in the record and
-become JSON only in the compactor process, off the proxy's event loop.
+file found on disk).  Headers stay as mitmproxy's ``(name, value)`` byte pairs
+in the record and are decoded into JSON only in the compactor process, off the
+proxy's event loop (str pairs when redaction had to decode them first).
 ``network_duplicate`` is written False by the proxy and decided by the compactor.
 
 Header JSON format (the ``request_headers``/``response_headers`` columns): one
@@ -17,12 +18,10 @@ from __future__ import annotations
 
 import json
 import marshal
-import operator
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RECORD_VERSION",
     "CaptureRecord",
+    "Headers",
     "decode_record",
     "encode_record",
     "headers_json",
@@ -42,15 +42,19 @@ __all__ = [
 #: First element of every serialised tuple; bump when the tuple layout changes.
 RECORD_VERSION = 1
 
-Headers = tuple[tuple[str, str], ...]
+#: Header pairs: as mitmproxy holds them (bytes) unless redaction had to decode them (str).
+Headers = tuple[tuple[bytes, bytes], ...] | tuple[tuple[str, str], ...]
 #: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` without a new encoder per call.
 _HEADERS_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureRecord:
-    """The values of one row, in the order of the contract's columns."""
+class CaptureRecord(NamedTuple):
+    """The values of one row, in the order of the contract's columns.
+
+    A named tuple, not a dataclass: the proxy builds one per request, and a
+    tuple is built in one step where a frozen dataclass sets 19 attributes.
+    """
 
     capture_id: str
     captured_at: int  # microseconds since the epoch, UTC
@@ -72,18 +76,14 @@ class CaptureRecord:
     response_body_length: int | None
     proxy_id: str | None
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return _GET_ALL(self)
 
-
-_FIELDS: tuple[str, ...] = CaptureRecord.__slots__
-_GET_ALL = operator.attrgetter(*_FIELDS)  # one C call instead of a generator over getattr
+_FIELDS: tuple[str, ...] = CaptureRecord._fields
 _HEADER_COLUMNS = frozenset({"request_headers", "response_headers"})
 
 
 def encode_record(record: CaptureRecord) -> bytes:
     """Serialise for the spool; raises ValueError only for values marshal cannot hold."""
-    return marshal.dumps((RECORD_VERSION, *record.as_tuple()))
+    return marshal.dumps((RECORD_VERSION, *record))
 
 
 def decode_record(payload: bytes) -> CaptureRecord:
@@ -100,12 +100,18 @@ def decode_record(payload: bytes) -> CaptureRecord:
     return CaptureRecord(*body)
 
 
-def headers_json(headers: Iterable[tuple[str, str]] | None) -> str | None:
-    """The column form of a header list (see the module docstring)."""
+def headers_json(headers: Iterable[tuple[str, str] | tuple[bytes, bytes]] | None) -> str | None:
+    """The column form of a header list (see the module docstring).
+
+    Bytes (as the proxy records them) are decoded here, undecodable ones as
+    U+FFFD: Arrow strings must be UTF-8.
+    """
     if headers is None:
         return None
     merged: dict[str, str] = {}
-    for name, value in headers:
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("utf-8", "replace") if isinstance(raw_name, bytes) else raw_name
+        value = raw_value.decode("utf-8", "replace") if isinstance(raw_value, bytes) else raw_value
         key = name.lower()
         merged[key] = f"{merged[key]}, {value}" if key in merged else value
     return _HEADERS_ENCODE(merged)
@@ -144,7 +150,7 @@ def records_to_table(records: Sequence[CaptureRecord]) -> pa.Table:
     from .capture_schema import CAPTURE_SCHEMA
 
     count = len(records)
-    transposed = zip(*(r.as_tuple() for r in records), strict=True) if count else ()
+    transposed = zip(*records, strict=True) if count else ()
     columns: dict[str, Sequence[Any]] = dict(zip(_FIELDS, transposed, strict=bool(count)))
     arrays = []
     for field in CAPTURE_SCHEMA:

@@ -1,9 +1,10 @@
 """Closed spool segments to Parquet files, the ``network_duplicate`` flag, and hourly merges.
 
 This runs in its own process (:mod:`shadow.compactor_process`), away from the
-proxy's event loop: the hooks only append to the spool and this does the rest.
-The flag is decided here, reading the spool in the order the proxy appended it,
-so the proxy keeps no set of seen ids and needs no Parquet reader.
+proxy's event loop: the hooks only append to the spool and this does the rest,
+completing each record (:func:`~shadow.spool_record.complete`: transaction id,
+event, aggregator) and deciding the flag, reading the spool in the order the
+proxy appended it, so the proxy keeps no set of seen ids and needs no Parquet reader.
 
 Crash-safety rules, each one needed:
 
@@ -30,7 +31,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,10 +39,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .capture_record import CaptureRecord, decode_record, hour_key, partition_of, records_to_table
+from .capture_record import CaptureRecord, hour_key, partition_of, records_to_table
 from .capture_schema import CAPTURE_SCHEMA
 from .duplicates import DuplicateTracker
 from .spool import READY_SUFFIX, SPOOL_DIRNAME, list_segments, read_segment
+from .spool_record import Identifier, Identify, decode_payload
 
 __all__ = ["Compactor", "CompactStats", "finish_merges", "merge_hour", "write_parquet_atomically"]
 
@@ -162,6 +164,7 @@ class Compactor:
         report_error: Report,
         report_info: Report,
         tracker: DuplicateTracker | None = None,
+        identify: Identify | None = None,
         merge_grace_seconds: float = 600.0,
     ) -> None:
         self.capture_dir = capture_dir
@@ -170,6 +173,7 @@ class Compactor:
         self.report_error = report_error
         self.report_info = report_info
         self.tracker = tracker
+        self.identify = identify or Identifier({})
         self.merge_grace_seconds = merge_grace_seconds
         self.stats = CompactStats()
         self._flags: dict[str, list[bool]] = {}
@@ -183,7 +187,7 @@ class Compactor:
         records: list[CaptureRecord] = []
         for payload in contents.records:
             try:
-                records.append(decode_record(payload))
+                records.append(decode_payload(payload, self.identify))
             except ValueError:
                 self.stats.bad_records += 1
         records = self._flagged(segment.name, records)
@@ -222,7 +226,7 @@ class Compactor:
             flags = [seen(r.aggregator, r.transaction_id, r.captured_at) for r in records]
             self._flags[name] = flags
         return [
-            r if r.network_duplicate == flag else replace(r, network_duplicate=flag)
+            r if r.network_duplicate == flag else r._replace(network_duplicate=flag)
             for r, flag in zip(records, flags, strict=True)
         ]
 

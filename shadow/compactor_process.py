@@ -18,6 +18,7 @@ from pathlib import Path
 from .compactor import Compactor
 from .compactor_supervisor import CompactorSpec
 from .duplicates import DuplicateTracker
+from .spool_record import Identifier
 
 __all__ = ["main"]
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         report_error=lambda m: _say(f"ERROR: {m}"),
         report_info=_say,
         tracker=DuplicateTracker(spec.duplicate_window_hours),
+        identify=Identifier.by_name(spec.dialects),
         merge_grace_seconds=spec.merge_grace_seconds,
     )
     # Nothing is compacted before recovery worked: the seen ids must be loaded first.

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .spool import SpoolWriter
@@ -38,6 +38,7 @@ class CompactorSpec:
     duplicate_window_hours: int
     merge_seconds: float
     merge_grace_seconds: float
+    dialects: dict[str, str] = field(default_factory=dict)  # aggregator -> dialect name
     poll_seconds: float = 0.25
 
     def to_json(self) -> str:

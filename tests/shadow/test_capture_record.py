@@ -59,3 +59,13 @@ def test_no_records_make_an_empty_table_of_the_schema() -> None:
 
 def test_a_record_survives_the_spool_encoding() -> None:
     assert decode_record(encode_record(record(3))) == record(3)
+
+
+def test_header_bytes_as_the_proxy_records_them_become_the_same_json() -> None:
+    raw = record(0)._replace(
+        request_headers=((b"X-Tag", b"a"), (b"x-tag", b"\xff")),
+        response_headers=((b"Content-Type", b"application/json"),),
+    )
+    [row] = records_to_table([decode_record(encode_record(raw))]).to_pylist()
+    assert row["request_headers"] == '{"x-tag":"a, \ufffd"}'
+    assert row["response_headers"] == '{"content-type":"application/json"}'

@@ -243,8 +243,7 @@ def test_merged_files_read_like_the_originals(tmp_path: Path) -> None:
 
 def test_an_unstorable_record_is_dropped_and_counted_not_fatal(tmp_path: Path) -> None:
     root, writer, compactor, reports = setup(tmp_path)
-    bad = record(2)
-    object.__setattr__(bad, "response_status", "not a number")
+    bad = record(2)._replace(response_status="not a number")
     for r in (record(1), bad, record(3)):
         writer.append(encode_record(r))
     writer.close()
