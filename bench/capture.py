@@ -10,14 +10,15 @@ own port behind the same upstream, and the measurement rounds are interleaved
 
 * ``direct``  - the upstream without a proxy (the latency floor);
 * ``none``    - mitmdump with no addon;
-* ``noop``    - mitmdump with an addon whose ``response`` hook does nothing;
+* ``noop``    - mitmdump with a script addon (``-s``) whose ``response`` hook does nothing;
 * ``w-file``  - mitmdump with ``-w`` (its own flow file);
 * ``capture`` - what ``rgs-shadow capture`` runs: mitmdump's start-up with the
   capture addon registered directly (``python -m shadow.capture_proxy``);
 * ``capture-s`` - the same addon loaded as a script, ``mitmdump -s shadow/addon.py``.
 
 The capture variants start a compactor process (it inherits the proxies'
-CPU); its CPU is counted in their CPU per request and shown on its own.
+CPU); its cost per row is measured on its own, and added to the capture's CPU
+per request in one line of the output.
 
 Everything runs on loopback and stops by itself (child processes are killed in
 ``finally``; the upstream also exits after ``--max-lifetime`` seconds).
@@ -201,22 +202,6 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children_cpu_s(pid: int) -> float:
-    """CPU seconds of a process's live children (the capture variants' compactor process)."""
-    total = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            try:
-                total += _cpu_s(int(child))
-            except (OSError, ValueError):
-                pass
-    return total
-
-
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -275,7 +260,6 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     pids: dict[str, int] = {}
     cpu: dict[str, float] = dict.fromkeys(ports, 0.0)
-    helper_cpu: dict[str, float] = dict.fromkeys(ports, 0.0)
     try:
         upstream = subprocess.Popen(
             [
@@ -312,10 +296,9 @@ def main() -> None:
             order = list(ports.items())
             order = order[r % len(order) :] + order[: r % len(order)]  # no variant always first
             for i, (name, port) in enumerate(order):
-                before, helpers_before = _cpu_s(pids[name]), _children_cpu_s(pids[name])
+                before = _cpu_s(pids[name])
                 lat = asyncio.run(_load(port, args.seconds, args.connections, r * 10 + i))
                 cpu[name] += _cpu_s(pids[name]) - before
-                helper_cpu[name] += _children_cpu_s(pids[name]) - helpers_before
                 samples[name] += lat
                 elapsed[name] += args.seconds
                 per_round[name].append(len(lat) / args.seconds)
@@ -359,7 +342,6 @@ def main() -> None:
     # CPU per proxied request barely depends on the neighbours' load, unlike throughput:
     # the capture thread's work (the compactor) is inside the same process and counted too.
     per_req = {name: cpu[name] / max(len(samples[name]), 1) * 1e6 for name in ports}
-    helper_per_req = {name: helper_cpu[name] / max(len(samples[name]), 1) * 1e6 for name in ports}
     print(
         "proxy CPU per request: "
         + ", ".join(f"{name} {us:,.0f} us" for name, us in per_req.items())
@@ -368,11 +350,12 @@ def main() -> None:
         + f" noop/none {per_req['noop'] / per_req['none'] - 1:+.1%},"
         + f" w-file/none {per_req['w-file'] / per_req['none'] - 1:+.1%})"
     )
-    whole = (per_req["capture"] + helper_per_req["capture"]) / per_req["none"] - 1
+    hook_us, compactor_us = _hot_path_us(work)
+    whole = (per_req["capture"] + compactor_us) / per_req["none"] - 1
     print(
-        f"  plus the compactor process: capture {helper_per_req['capture']:,.0f} us, "
-        f"capture-s {helper_per_req['capture-s']:,.0f} us per request; "
-        f"capture with it, over none: {whole:+.1%}"
+        f"  the compactor process adds {compactor_us:.1f} us per row (measured below, in its own "
+        f"process: on another core it costs the proxy nothing); capture with it, over none: "
+        f"{whole:+.1%}"
     )
     if args.together_rounds:
         shares = {
@@ -393,7 +376,10 @@ def main() -> None:
             + "; noop/none: "
             + ", ".join(f"{x:.3f}" for x in shares["noop"])
         )
-    print(f"hot path alone (encode one record + append to the spool): {_hot_path_us(work):.1f} us")
+    print(
+        f"hot path alone (copy one record, encode, append to the spool): {hook_us:.1f} us; "
+        f"the compactor process per row (complete, flag, Parquet): {compactor_us:.1f} us"
+    )
     rows_captured = _count_captured(work / "captures")
     print(
         f"rows captured by the two capture variants: {rows_captured} "
@@ -403,44 +389,61 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def _hot_path_us(work: Path, n: int = 20000) -> float:
-    """Microseconds per record of what the hooks do on disk, without mitmproxy around it."""
+def _hot_path_us(work: Path, n: int = 20000) -> tuple[float, float]:
+    """Microseconds per record of the hook's copy + encode + append, and of the compactor's
+    work on those records (decode, complete, flag, Parquet), without mitmproxy around them."""
     sys.path.insert(0, str(ROOT))
-    from shadow.capture_record import CaptureRecord, encode_record
+    from shadow.compactor import Compactor
+    from shadow.duplicates import DuplicateTracker
     from shadow.spool import SpoolWriter
+    from shadow.spool_record import SpoolRecord, encode_spool_record
 
-    body = b'{"event":"bet","transaction_id":"t-1","session_id":"s","amount":"1.00"}'
+    bodies = [
+        b'{"event":"bet","transaction_id":"t-%d","session_id":"s","amount":"1.00"}' % i
+        for i in range(-100, n)
+    ]
     headers = ((b"content-type", b"application/json"), (b"x-rgs-signature", b"sha256=" + b"a" * 64))
-    writer = SpoolWriter(work / "hot" / "_spool", "hot", 64 << 20, 3600)
+    root = work / "hot"
+    writer = SpoolWriter(root / "_spool", "hot", 64 << 20, 3600)
     writer.acquire()
     start = time.perf_counter()
-    for i in range(n):
-        record = CaptureRecord(
+    for i in range(-100, n):  # the first 100: the compactor's warm-up segment
+        if i == 0:
+            writer.close()
+            start = time.perf_counter()
+        now, body = time.time(), bodies[i + 100]
+        record = SpoolRecord(
             f"id-{i}",
-            time.time_ns() // 1000,
-            "127.0.0.1:5000",
+            now,
+            ("127.0.0.1", 5000),
             "POST",
             "/rgs/acme",
-            "acme",
             headers,
             body,
             200,
             headers[:1],
             ANSWER,
-            1.0,
+            now + 0.001,
             None,
-            f"t-{i}",
-            "bet",
             False,
+            None,
+            None,
             len(body),
             len(ANSWER),
             "hot",
         )
-        writer.append(encode_record(record))
-    per = (time.perf_counter() - start) / n * 1e6
+        writer.append(encode_spool_record(record))
+    hook = (time.perf_counter() - start) / n * 1e6
     writer.close()
     writer.release()
-    return per
+    compactor = Compactor(
+        root, "hot", report_error=print, report_info=print, tracker=DuplicateTracker(48)
+    )
+    warm = sorted((root / "_spool").glob("*.ready"))[0]  # pyarrow loads parts on first use
+    compactor.compact_segment(warm.rename(warm.with_name("hot-0-warm.ready")))
+    start = time.perf_counter()
+    compactor.compact_ready()
+    return hook, (time.perf_counter() - start) / n * 1e6
 
 
 def _count_captured(capture_dir: Path) -> int:
