@@ -26,6 +26,8 @@ from .spool import SpoolWriter
 __all__ = ["CompactorSpec", "CompactorSupervisor"]
 
 Report = Callable[[str], None]
+#: A compactor that keeps dying (say, it cannot import) is restarted at most this often.
+RESTART_EVERY_S = 5.0
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -72,6 +74,7 @@ class CompactorSupervisor:
         self.report_error = report_error
         self.fsync_seconds = fsync_seconds
         self.process: subprocess.Popen[bytes] | None = None
+        self._spawned_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_failure = ""
@@ -111,6 +114,7 @@ class CompactorSupervisor:
             )
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        self._spawned_at = time.monotonic()
         env = dict(os.environ)
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
@@ -136,6 +140,8 @@ class CompactorSupervisor:
     def _keep_alive(self) -> None:
         process = self.process
         if process is None or process.poll() is None:
+            return
+        if time.monotonic() - self._spawned_at < RESTART_EVERY_S:
             return
         self.report_error(
             f"the compactor process exited with status {process.returncode}; starting it again"
