@@ -160,13 +160,21 @@ class CaptureReader:
         return sum(self._dataset.count_rows(filter=self._filter(d, h)) for d, h in self.hours)
 
     def tables(self, columns: list[str] = _COLUMNS) -> Iterator[pa.Table]:
-        """Each wanted hour as one sorted table."""
+        """Each wanted hour, sorted, as tables of at most ``_SLICE`` rows.
+
+        An hour is read whole (its files are in no particular order) but sorted a
+        slice at a time (``take`` of the sorted positions), so the hour is never
+        held twice.
+        """
         if self._dataset is None:
             return
         for date, hour in self.hours:
             table = self._dataset.to_table(columns=columns, filter=self._filter(date, hour))
-            if table.num_rows:
-                yield table.sort_by([("captured_at", "ascending"), ("capture_id", "ascending")])
+            order = pc.sort_indices(
+                table, sort_keys=[("captured_at", "ascending"), ("capture_id", "ascending")]
+            )
+            for offset in range(0, table.num_rows, _SLICE):
+                yield table.take(order.slice(offset, _SLICE))
 
     def __iter__(self) -> Iterator[Captured]:
         return self.rows()
@@ -180,11 +188,9 @@ class CaptureReader:
         pre-pass reads the whole capture once more and never looks at them.  ``keep``
         (capture id, aggregator, body) chooses rows before the rest of them is built.
         """
-        for table in self.tables(_LIGHT if light else _COLUMNS):
+        for part in self.tables(_LIGHT if light else _COLUMNS):
             # Python objects for one slice at a time: an hour stays in Arrow's compact form.
-            for offset in range(0, table.num_rows, _SLICE):
-                part = table.slice(offset, _SLICE)
-                yield from _rows(part if keep is None else _kept(part, keep))
+            yield from _rows(part if keep is None else _kept(part, keep))
 
 
 def _kept(table: pa.Table, keep: Callable[[str, str, bytes], bool]) -> pa.Table:
