@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from wallet_core.codes import HTTP_STATUS, Code
-from wallet_core.dialects import Dialect, GenericDialect, ParseError
+from wallet_core.dialects import Dialect, ParseError
 from wallet_core.model import Decision, Outcome
 
 from .decisions import DecisionRow, DecisionWriter, decision_row
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["drive_http"]
 
 _FORWARDED = {"content-type", "x-rgs-signature"}
-_FALLBACK = GenericDialect()
 _QUEUE_BOUND = 256
 
 
@@ -103,8 +102,7 @@ async def _send(
     router: Router,
 ) -> tuple[DecisionRow, Decision]:
     config = options.config
-    agg = config.aggregators.get(row.aggregator)
-    dialect: Dialect = agg.dialect if agg else _FALLBACK
+    dialect = router.dialect(row.aggregator)
     headers = {k: v for k, v in row.headers.items() if k in _FORWARDED}
     try:
         response = await client.post(f"/rgs/{row.aggregator}", content=row.body, headers=headers)

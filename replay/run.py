@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wallet_core import Mode, OperatorApi, WalletConfig, WalletCore
-from wallet_core.dialects import GenericDialect
+from wallet_core.dialects import Dialect, GenericDialect
 from wallet_core.snapshot import read_snapshot
 from wallet_core.store import Store, open_store
 
@@ -83,17 +83,20 @@ class Router:
     def __init__(self, config: WalletConfig) -> None:
         self.config = config
 
+    def dialect(self, aggregator: str) -> Dialect:
+        """The aggregator's dialect; the generic one for an aggregator not configured."""
+        agg = self.config.aggregators.get(aggregator)
+        return agg.dialect if agg else _FALLBACK
+
     def account(self, row: Captured) -> tuple[str | None, str | None]:
-        agg = self.config.aggregators.get(row.aggregator)
-        return (agg.dialect if agg else _FALLBACK).routing_key(row.body)
+        return self.dialect(row.aggregator).routing_key(row.body)
 
     def player(self, row: Captured) -> str:
         return self.key(row.capture_id, row.aggregator, row.body)
 
     def key(self, capture_id: str, aggregator: str, body: bytes) -> str:
         """The player's key, or the callback's own when its body names no player."""
-        agg = self.config.aggregators.get(aggregator)
-        player, _ = (agg.dialect if agg else _FALLBACK).routing_key(body)
+        player, _ = self.dialect(aggregator).routing_key(body)
         return f"player:{player}" if player is not None else f"capture:{capture_id}"
 
 
@@ -190,8 +193,7 @@ def _drive_in_process(
                 decision = handle(
                     row.aggregator, row.headers, row.body, row.captured_at_us
                 ).decision
-                agg = config.aggregators.get(row.aggregator)
-                dialect = agg.dialect if agg else _FALLBACK
+                dialect = router.dialect(row.aggregator)
                 currency = decision.currency or router.account(row)[1]
                 add(
                     decision_row(

@@ -91,7 +91,6 @@ def replay(
 ) -> None:
     """Drive captured callbacks through the wallet core and write the decisions."""
     from replay.faults import FaultPlan
-    from replay.parallel import check_jobs
     from replay.run import ReplayOptions, run_replay
 
     if not capture_dir.is_dir():
@@ -123,7 +122,6 @@ def replay(
         concurrency=concurrency,
         jobs=jobs,
     )
-    check_jobs(options)
     if quiet:
         run_replay(options)
         return
