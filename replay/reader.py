@@ -5,6 +5,11 @@ directories (``date=/hour=``) are listed first, pruned by ``--since``/``--until`
 and each one is read, filtered (time, aggregator) and sorted by
 ``captured_at`` then ``capture_id`` before the next is touched.  Because the
 partition is derived from ``captured_at``, hour-by-hour order is global order.
+
+Files are read with :class:`pyarrow.parquet.ParquetFile`, not ``pyarrow.dataset``:
+the dataset module imports pandas, about 30 MB in every replay process (and each
+``--jobs`` worker is one) for nothing the reader needs.  Each file is brought to
+the one capture schema here instead: a column it lacks reads as nulls.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from shadow.dataset import capture_files, open_captures
+from shadow.capture_files import capture_files
+from shadow.capture_schema import CAPTURE_SCHEMA
 from wallet_core.clock import from_us
 from wallet_core.errors import InputError
 
@@ -96,17 +101,36 @@ def _headers(text: str | None) -> dict[str, str]:
     return {}
 
 
-def _check_file(path: Path) -> None:
-    """A one-line :class:`InputError` for a file that is not a usable capture file."""
+def _check_file(path: Path) -> pa.Schema:
+    """The file's schema, or a one-line :class:`InputError` if it is not a usable capture file."""
     try:
-        names = set(pq.read_schema(path).names)
+        schema = pq.read_schema(path)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(
             f"{path}: not a Parquet capture file ({str(exc).splitlines()[0]})"
         ) from None
-    missing = [c for c in REQUIRED if c not in names]
+    missing = [c for c in REQUIRED if c not in schema.names]
     if missing:
         raise InputError(f"{path}: capture file lacks column {missing[0]}")
+    return schema
+
+
+def _read_file(path: Path, schema: pa.Schema, columns: list[str]) -> pa.Table:
+    """``columns`` of one file in the capture schema's types; a column it lacks is all null."""
+    present = [c for c in columns if c in schema.names]
+    try:
+        table = pq.ParquetFile(path).read(columns=present)
+        arrays = []
+        for name in columns:
+            kind = CAPTURE_SCHEMA.field(name).type
+            if name not in schema.names:
+                arrays.append(pa.nulls(table.num_rows, kind))
+                continue
+            column = table.column(name)
+            arrays.append(column if column.type == kind else column.cast(kind))
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: unreadable capture file ({str(exc).splitlines()[0]})") from None
+    return pa.Table.from_arrays(arrays, names=columns)
 
 
 class CaptureReader:
@@ -128,11 +152,14 @@ class CaptureReader:
             raise InputError(f"{self.root}: capture directory does not exist") from None
         if not files:
             raise InputError(f"{self.root}: no capture files (date=YYYY-MM-DD/hour=HH/*.parquet)")
+        #: Each hour's files with their schemas; files outside ``date=/hour=`` are not data.
+        self._files: dict[tuple[str, str], list[tuple[Path, pa.Schema]]] = {}
         for path in files:
-            _check_file(path)
-        hours = {h for h in (_hour_of(f, self.root) for f in files) if h is not None}
-        self.hours = sorted(h for h in hours if self._hour_wanted(*h))
-        self._dataset = open_captures(self.root) if files else None
+            schema = _check_file(path)
+            hour = _hour_of(path, self.root)
+            if hour is not None:
+                self._files.setdefault(hour, []).append((path, schema))
+        self.hours = sorted(h for h in self._files if self._hour_wanted(*h))
 
     def _hour_wanted(self, date: str, hour: str) -> bool:
         start = f"{date}T{hour}"
@@ -142,39 +169,57 @@ class CaptureReader:
             self.until_us is not None and start > from_us(self.until_us).strftime("%Y-%m-%dT%H")
         )
 
-    def _filter(self, date: str, hour: str) -> ds.Expression:
-        expr = (ds.field("date") == date) & (ds.field("hour") == hour)
+    def _filtered(self, table: pa.Table) -> pa.Table:
+        """The rows of ``table`` within ``--since``/``--until`` and of ``--aggregator``."""
+        masks = []
         if self.aggregator is not None:
-            expr &= ds.field("aggregator") == self.aggregator
+            masks.append(pc.equal(table.column("aggregator"), self.aggregator))
+        stamps = table.column("captured_at")
         stamp = pa.timestamp("us", tz="UTC")
         if self.since_us is not None:
-            expr &= ds.field("captured_at") >= pa.scalar(self.since_us, stamp)
+            masks.append(pc.greater_equal(stamps, pa.scalar(self.since_us, stamp)))
         if self.until_us is not None:
-            expr &= ds.field("captured_at") < pa.scalar(self.until_us, stamp)
-        return expr
+            masks.append(pc.less(stamps, pa.scalar(self.until_us, stamp)))
+        if not masks:
+            return table
+        mask = masks[0]
+        for more in masks[1:]:
+            mask = pc.and_kleene(mask, more)
+        return table.filter(mask)  # a null (aggregator) is not a match: dropped
+
+    def _hour(self, hour: tuple[str, str], columns: list[str]) -> pa.Table:
+        parts = [_read_file(path, schema, columns) for path, schema in self._files[hour]]
+        return self._filtered(parts[0] if len(parts) == 1 else pa.concat_tables(parts))
 
     def count(self) -> int:
-        """Rows the iteration will yield (a cheap pass over metadata and filters)."""
-        if self._dataset is None:
-            return 0
-        return sum(self._dataset.count_rows(filter=self._filter(d, h)) for d, h in self.hours)
+        """Rows the iteration will yield (metadata only, unless a filter needs two columns)."""
+        if self.aggregator is None and self.since_us is None and self.until_us is None:
+            return sum(
+                pq.ParquetFile(path).metadata.num_rows
+                for hour in self.hours
+                for path, _ in self._files[hour]
+            )
+        return sum(self._hour(h, ["captured_at", "aggregator"]).num_rows for h in self.hours)
 
     def tables(self, columns: list[str] = _COLUMNS) -> Iterator[pa.Table]:
         """Each wanted hour, sorted, as tables of at most ``_SLICE`` rows.
 
         An hour is read whole (its files are in no particular order) but sorted a
         slice at a time (``take`` of the sorted positions), so the hour is never
-        held twice.
+        held twice.  Arrow's allocator keeps freed memory for reuse; it is handed
+        back after each hour, or every process would hold its largest hour's worth
+        twice over for the rest of the run.
         """
-        if self._dataset is None:
-            return
-        for date, hour in self.hours:
-            table = self._dataset.to_table(columns=columns, filter=self._filter(date, hour))
+        pool = pa.default_memory_pool()
+        for hour in self.hours:
+            table = self._hour(hour, columns)
             order = pc.sort_indices(
                 table, sort_keys=[("captured_at", "ascending"), ("capture_id", "ascending")]
             )
             for offset in range(0, table.num_rows, _SLICE):
                 yield table.take(order.slice(offset, _SLICE))
+            del table, order
+            pool.release_unused()
 
     def __iter__(self) -> Iterator[Captured]:
         return self.rows()

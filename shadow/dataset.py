@@ -3,12 +3,7 @@
 Why not ``pyarrow.dataset.dataset(dir)`` alone: without a schema, pyarrow takes
 the first file's schema, so a column added later silently disappears, and
 discovery would also pick up files that are not (yet) part of the data.  Here
-the file list is built explicitly:
-
-* hidden (``.``) and ``_`` names are skipped: temp files being written, merge
-  journals, and the ``_spool/`` directory;
-* sources of an hourly merge whose merged file is already in place (a journal
-  still names them) are skipped, so a reader never sees a row twice.
+the file list is built explicitly (:func:`shadow.capture_files.capture_files`).
 
 Partition columns ``date`` (``YYYY-MM-DD``) and ``hour`` (``HH``) come back as
 plain strings.  Public API: :func:`capture_files`, :func:`open_captures`,
@@ -17,14 +12,13 @@ plain strings.  Public API: :func:`capture_files`, :func:`open_captures`,
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from .capture_files import capture_files
 from .capture_schema import CAPTURE_SCHEMA, PARTITIONING_SCHEMA
 
 if TYPE_CHECKING:
@@ -43,42 +37,6 @@ DATASET_SCHEMA = pa.schema(
     list(CAPTURE_SCHEMA) + list(PARTITIONING_SCHEMA), metadata=CAPTURE_SCHEMA.metadata
 )
 _PARTITIONING = ds.partitioning(PARTITIONING_SCHEMA, flavor="hive")
-
-
-def _hidden(name: str) -> bool:
-    return name.startswith((".", "_"))
-
-
-def capture_files(capture_dir: str | Path) -> list[Path]:
-    """Every complete, current Parquet file of a capture directory, sorted."""
-    root = Path(capture_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"capture directory {root} does not exist")
-    files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        names = set(filenames)
-        superseded: set[str] = set()
-        for name in names:
-            if name.startswith(".merge-") and name.endswith(".json"):
-                superseded |= _merged_sources(Path(dirpath) / name, names)
-        files.extend(
-            Path(dirpath) / name
-            for name in sorted(names)
-            if name.endswith(".parquet") and not _hidden(name) and name not in superseded
-        )
-    return files
-
-
-def _merged_sources(journal: Path, present: set[str]) -> set[str]:
-    """The sources a merge journal retires, if its merged file is in place."""
-    try:
-        doc = json.loads(journal.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    if not isinstance(doc, dict) or doc.get("target") not in present:
-        return set()
-    return {str(s) for s in doc.get("sources", [])}
 
 
 def open_captures(capture_dir: str | Path) -> ds.Dataset:
