@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -38,7 +38,7 @@ from wallet_core.errors import InputError
 if TYPE_CHECKING:
     from .run import ReplayOptions, ReplaySummary
 
-__all__ = ["check_jobs", "merge_in_order", "run_parallel", "work", "worker_main"]
+__all__ = ["check_jobs", "merge_in_order", "run_parallel", "work", "worker_env", "worker_main"]
 
 #: Rows a worker counts before it tells the parent (the progress bar's granularity).
 _REPORT_EVERY = 2_000
@@ -112,10 +112,7 @@ def _run_workers(
     replay itself), and forking a process that holds Arrow's threads is unsafe.
     """
     jobs = len(parts)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep
-    )
+    env = worker_env(os.environ)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         for k, part in enumerate(parts, start=1):
@@ -139,6 +136,24 @@ def _run_workers(
         if kind == "error":
             raise value
     return [value for _, value in results]
+
+
+def worker_env(parent: Mapping[str, str]) -> dict[str, str]:
+    """The workers' environment: the parent's, the package importable, a lean Arrow heap.
+
+    Arrow's allocator (mimalloc) hands freed pages back to the system only after a
+    delay, and only from a thread that allocates again: the pages its reader threads
+    freed stayed with the process, about 40 MB per worker at 1,000,000 callbacks
+    (peak PSS of ``--jobs 2``: 516 MB, 439 MB with the delay at 0, same speed).  The
+    option is read when the library loads, hence the environment; a value the user
+    set is kept.
+    """
+    env = dict(parent)
+    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    env.setdefault("MIMALLOC_PURGE_DELAY", "0")
+    return env
 
 
 def _collect(

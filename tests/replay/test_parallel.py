@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -172,3 +173,13 @@ def test_a_worker_cut_short_is_an_error_not_a_hang(tmp_path: Path) -> None:
     finally:
         workers[0].wait()
     assert seen == [7] and kind == "error" and "stopped early" in str(error)
+
+
+def test_workers_import_the_package_and_keep_a_lean_arrow_heap() -> None:
+    from replay.parallel import worker_env
+
+    env = worker_env({"PYTHONPATH": "/elsewhere", "HOME": "/h"})
+    assert env["PYTHONPATH"].split(os.pathsep)[1] == "/elsewhere" and env["HOME"] == "/h"
+    assert (Path(env["PYTHONPATH"].split(os.pathsep)[0]) / "replay" / "parallel.py").is_file()
+    assert env["MIMALLOC_PURGE_DELAY"] == "0"
+    assert worker_env({"MIMALLOC_PURGE_DELAY": "25"})["MIMALLOC_PURGE_DELAY"] == "25"
