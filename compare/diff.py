@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from wallet_core.money import CurrencyTable, format_amount
 
 from .divergence import Divergence, Kind
+from .idcodes import bucket_codes
 from .live import RowFinding, live_findings
 from .memory import hand_back
 from .options import CompareOptions
@@ -62,15 +63,15 @@ class _Finding:
     currency_from_export: bool = False
 
 
-_Ids = tuple[list[np.ndarray], pa.Array]
+_Ids = tuple[list[np.ndarray], int]
 _NOTHING = np.zeros(0, np.int8)
 
 
 def _encode_ids(decisions: pa.Table, export: pa.Table) -> _Ids:
-    """The one hash pass over the ids: every row's transaction id (not only the money
-    rows: no copy, and the codes serve the row-level checks too), the export's, and
-    the refund references of both."""
-    return encode(
+    """The one hash pass over the ids, a bucket at a time (:mod:`compare.idcodes`):
+    every row's transaction id (not only the money rows: no copy, and the codes
+    serve the row-level checks too), the export's, and the refund references of both."""
+    return bucket_codes(
         decisions.column("transaction_id"),
         export.column("transaction_id"),
         decisions.column("ref_transaction_id"),
@@ -135,9 +136,11 @@ class _Sides:
             (wk, ek, wrk, erk), keys = encode(wtx, etx, wref, eref)
             #: The synthetic round keys (``R:bet``) exist nowhere else.
             self.keys: pa.Array | None = keys
+            k = len(keys)
+            del keys
         else:
             assert ids is not None  # given for transaction ids (see diff)
-            (tx, ek, ref, erk), keys = ids
+            (tx, ek, ref, erk), k = ids
             del ids
             rows.tx = tx
             if check_ids is not None and len(ek) and int(np.bincount(ek).max()) > 1:
@@ -146,8 +149,7 @@ class _Sides:
             # Not kept (ten million ids): a key with a finding is on a wallet row or an
             # export row, which name it (see :meth:`name`).
             self.keys = None
-        self.n = k = len(keys)
-        del keys
+        self.n = k
         self.wk, self.wrk = wk, wrk
         # Per-key arrays as narrow as their values allow (int32 counts and rows, int8
         # codes): at ten million keys each int64 array is 80 MB of the peak.
@@ -487,13 +489,11 @@ def diff(
     opts = opts or CompareOptions()
     export = settlement.table if settlement is not None else _empty_export()
     by_round = settlement is not None and settlement.granularity == "round"
-    # The id hash is the longest single-threaded step: what needs no ids (the row
-    # masks, currency, status and event codes: :class:`_ByRow`) is made beside it.
-    # The hash stays on this thread: its large, short-lived buffers are freed into
-    # this thread's heap, where the per-key arrays made next reuse them
-    # (compare.memory).  (The row checks are not run beside the key rules: that adds
-    # their temporaries to the peak, 0.1-0.4 GiB at ten million rows, for no gain
-    # measurable on a loaded machine.)
+    # What needs no ids (the row masks, currency, status and event codes:
+    # :class:`_ByRow`) is made beside the id hash (itself on two threads, a bucket
+    # at a time: compare.idcodes).  (The row checks are not run beside the key
+    # rules: that adds their temporaries to the peak, 0.1-0.4 GiB at ten million
+    # rows, for no gain measurable on a loaded machine.)
     with ThreadPoolExecutor(1, thread_name_prefix="compare-rows") as pool:
         side = pool.submit(_ByRow.of, decisions, export)
         encoded = None if by_round else _encode_ids(decisions, export)

@@ -1,0 +1,151 @@
+"""Integer codes for millions of transaction ids: hashed a bucket at a time, on two threads.
+
+One ``dictionary_encode`` over twenty million ids (both sides of a comparison)
+builds one hash table of ten million entries: every lookup misses the cache, and
+that single-threaded pass was the longest step of a comparison.  Here the ids
+are first split into :data:`BUCKETS` buckets by a cheap hash of their last
+bytes and length, and each bucket is encoded on its own: its table fits in the
+cache, and the buckets are shared between two threads (pyarrow releases the
+GIL).  Equal ids always land in the same bucket, so a bucket's codes plus the
+number of keys of the buckets before it are codes for all the ids.
+
+The split itself never moves the whole column: each group of about
+:data:`GROUP_ROWS` rows is reordered by bucket on its own (a sort of small
+integers and a ``take`` that stays in the cache), and a bucket is then the
+concatenation of its slice of every group.
+
+Unlike :func:`compare.rows.encode`, codes do not follow the order of first
+appearance (only their equality means anything) and no dictionary is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["BUCKETS", "GROUP_ROWS", "bucket_codes", "bucket_of"]
+
+#: Buckets of ids: ten million distinct ids make tables of ~40,000 entries.
+BUCKETS = 256
+#: Rows reordered at once (their strings and offsets stay within the cache).
+GROUP_ROWS = 1 << 20
+_BITS = BUCKETS.bit_length() - 1
+_MIX = np.uint32(0x9E3779B1), np.uint32(0x85EBCA6B)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def bucket_of(chunk: pa.Array) -> np.ndarray:
+    """The bucket (0 to ``BUCKETS - 1``) of every string of ``chunk``: a multiplicative
+    hash of its length and last four bytes, read straight from the Arrow buffers.
+
+    Ids of one system usually differ in their last characters (counters, random
+    suffixes); ids that all end alike only fall into fewer buckets, which is slower
+    but still exact.
+    """
+    n = len(chunk)
+    _, offsets_buf, data_buf = chunk.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int32)[chunk.offset : chunk.offset + n + 1]
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    if not len(data):
+        data = np.zeros(1, np.uint8)
+    ends = offsets[1:]
+    lengths = (ends - offsets[:-1]).astype(np.uint32)
+    h = lengths * _MIX[0]
+    for back in range(1, 5):
+        byte = data[np.maximum(ends - back, 0)].astype(np.uint32)
+        byte[lengths < back] = 0
+        h ^= byte << np.uint32(8 * (back - 1))
+        h *= _MIX[1]
+    out: np.ndarray = (h >> np.uint32(32 - _BITS)).astype(np.uint16)
+    return out
+
+
+@dataclass(slots=True)
+class _Group:
+    """A run of rows of one input reordered by bucket: ``order[i]`` is the row (from
+    ``start``) at sorted position ``i``; bucket b is sorted positions ``bounds[b:b + 2]``."""
+
+    array: int  # which input
+    start: int
+    order: np.ndarray
+    bounds: np.ndarray
+    strings: pa.Array
+
+    @classmethod
+    def of(cls, array: int, start: int, chunks: list[pa.Array]) -> _Group:
+        joined = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks)
+        buckets = bucket_of(joined)
+        order = np.argsort(buckets, kind="stable").astype(np.int32)
+        bounds = np.zeros(BUCKETS + 1, np.int64)
+        np.cumsum(np.bincount(buckets, minlength=BUCKETS), out=bounds[1:])
+        return cls(array, start, order, bounds, joined.take(pa.array(order)))
+
+    def part(self, bucket: int) -> pa.Array:
+        lo, hi = int(self.bounds[bucket]), int(self.bounds[bucket + 1])
+        return self.strings.slice(lo, hi - lo)
+
+
+def _runs(array: pa.Array | pa.ChunkedArray) -> Iterator[tuple[int, list[pa.Array]]]:
+    """Consecutive chunks as strings, about GROUP_ROWS rows at a time, each run with
+    its first row.  All-null chunks are left out (their codes stay -1)."""
+    start, run, size = 0, list[pa.Array](), 0
+    for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+        if run and (size >= GROUP_ROWS or chunk.null_count == len(chunk)):
+            yield start - size, run
+            run, size = [], 0
+        if chunk.null_count < len(chunk):
+            run.append(chunk.cast(pa.string()))
+            size += len(chunk)
+        start += len(chunk)
+    if run:
+        yield start - size, run
+
+
+def _map(fn: Callable[[T], R], items: list[T], threads: int) -> list[R]:
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(threads, thread_name_prefix="idcodes") as pool:
+        return list(pool.map(fn, items))
+
+
+def bucket_codes(
+    *arrays: pa.Array | pa.ChunkedArray, threads: int = 2
+) -> tuple[list[np.ndarray], int]:
+    """Shared integer codes for the strings of ``arrays``, one array of codes per input
+    (nulls -1), and how many distinct strings there are (codes run up to one less)."""
+    width = np.int32 if sum(len(a) for a in arrays) < 2**31 - 1 else np.int64
+    runs = [(i, start, run) for i, a in enumerate(arrays) for start, run in _runs(a)]
+    groups = _map(lambda r: _Group.of(*r), runs, threads)
+    del runs
+    out = [np.full(len(a), -1, width) for a in arrays]
+    if not groups:
+        return out, 0
+
+    def encode(bucket: int) -> tuple[list[np.ndarray], int]:
+        parts = [g.part(bucket) for g in groups]
+        encoded = pc.dictionary_encode(pa.concat_arrays(parts))
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        cuts = np.cumsum([len(p) for p in parts])[:-1]
+        return np.split(codes.astype(width, copy=False), cuts), len(encoded.dictionary)
+
+    encoded = _map(encode, list(range(BUCKETS)), threads)
+    ordered = [np.empty(len(g.order), width) for g in groups]
+    keys = 0
+    for bucket, (pieces, distinct) in enumerate(encoded):
+        for group, codes, piece in zip(groups, ordered, pieces, strict=True):
+            # A null keeps -1; the others are shifted past the buckets before.
+            where = slice(group.bounds[bucket], group.bounds[bucket + 1])
+            codes[where] = np.where(piece >= 0, piece + keys, -1)
+        keys += distinct
+    del encoded
+    for group, codes in zip(groups, ordered, strict=True):
+        out[group.array][group.start + group.order] = codes
+    return out, keys
