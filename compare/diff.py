@@ -143,16 +143,26 @@ class _Sides:
             (tx, ek, ref, erk), k = ids
             del ids
             rows.tx = tx
-            if check_ids is not None and len(ek) and int(np.bincount(ek).max()) > 1:
-                check_ids()  # a repeated export id: the load's own error
             wk, wrk = tx[self.money_idx], ref[self.money_idx]
             # Not kept (ten million ids): a key with a finding is on a wallet row or an
             # export row, which name it (see :meth:`name`).
             self.keys = None
         self.n = k
         self.wk, self.wrk = wk, wrk
+        width = np.int32 if max(rows.n, len(ek)) < 2**31 else np.int64
+        # The two sides' per-key arrays are made at once: numpy's gathers release the
+        # GIL, and each side faults in its own fresh pages (most of their cost).
+        with ThreadPoolExecutor(1, thread_name_prefix="compare-keys") as pool:
+            export_side = pool.submit(self._export_side, ek, erk, by_row, width)
+            self._wallet_side(rows, by_round, by_row, width)
+            export_side.result()
+        if check_ids is not None and int(np.count_nonzero(self.in_e)) < len(ek):
+            check_ids()  # a repeated export id: the load's own error
+
+    def _wallet_side(self, rows: Rows, by_round: bool, by_row: _ByRow, width: type) -> None:
         # Per-key arrays as narrow as their values allow (int32 counts and rows, int8
         # codes): at ten million keys each int64 array is 80 MB of the peak.
+        k, wk, wrk = self.n, self.wk, self.wrk
         ev = rows.event[self.money_idx]
         moved = rows.moved()[self.money_idx]
         ok = rows.ok[self.money_idx]
@@ -160,11 +170,13 @@ class _Sides:
         self.ok: np.ndarray = _counts(wk[ok], k) > 0
         self.movedc = _counts(wk[moved], k)
         # First money row of each key: written backwards, so the first row is written last.
-        self.first: np.ndarray = np.full(k, -1, np.int32 if rows.n < 2**31 else np.int64)
+        self.first: np.ndarray = np.full(k, -1, width)
         self.first[wk[::-1]] = self.money_idx[::-1]
         safe = np.maximum(self.first, 0)
         self.w_amount = _gather(rows.amount, safe)
         self.w_captured = np.where(self.first >= 0, _gather(rows.captured, safe), NO_TIME)
+        self.w_cur = np.where(self.first >= 0, _gather(by_row.w_cur, safe), np.int8(-1))
+        del safe
         if by_round:  # a round's net bet (refunds subtract) and its total win
             amount = rows.amount[self.money_idx]
             signed = np.where(ev == REFUND, -amount, amount) * moved
@@ -174,9 +186,11 @@ class _Sides:
         self.refund_moved = _counts(wrk[refunds & moved], k)
         # Refunds the wallet accepted, money moved or not: a tombstone names its bet here.
         self.refund_seen = _counts(wrk[refunds & ok], k)
-        del ev, moved, ok, refunds
         self.in_w = self.recv > 0
-        self.erow: np.ndarray = np.full(k, -1, self.first.dtype)
+
+    def _export_side(self, ek: np.ndarray, erk: np.ndarray, by_row: _ByRow, width: type) -> None:
+        k = self.n
+        self.erow: np.ndarray = np.full(k, -1, width)
         self.erow[ek] = np.arange(len(ek))
         self.in_e = self.erow >= 0
         e = np.maximum(self.erow, 0)
@@ -184,9 +198,8 @@ class _Sides:
         self.e_status = _gather(by_row.e_status, e)
         self.e_event = _gather(by_row.e_event, e)
         self.e_settled = _gather(by_row.e_settled, e)
-        self.w_cur = np.where(self.first >= 0, _gather(by_row.w_cur, safe), np.int8(-1))
         self.e_cur = _gather(by_row.e_cur, e)
-        del safe, e
+        del e
         ref_of = np.full(k, -1, erk.dtype)
         ref_of[ek] = erk
         self.e_ref = ref_of
