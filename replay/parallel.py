@@ -38,7 +38,15 @@ from wallet_core.errors import InputError
 if TYPE_CHECKING:
     from .run import ReplayOptions, ReplaySummary
 
-__all__ = ["check_jobs", "merge_in_order", "run_parallel", "work", "worker_env", "worker_main"]
+__all__ = [
+    "check_jobs",
+    "merge_in_order",
+    "run_parallel",
+    "single_threaded_arrow",
+    "work",
+    "worker_env",
+    "worker_main",
+]
 
 #: Rows a worker counts before it tells the parent (the progress bar's granularity).
 _REPORT_EVERY = 2_000
@@ -188,7 +196,19 @@ def worker_main() -> None:
     out = os.fdopen(os.dup(1), "wb")  # the channel to the parent; stray prints go to stderr
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    single_threaded_arrow()
     work(sys.stdin.buffer.read(), out)
+
+
+def single_threaded_arrow() -> None:
+    """One Arrow thread per worker: the workers already keep every core busy.
+
+    Arrow's own pools (a thread per core, eight for I/O) only contend with the other
+    workers there, and each thread keeps a heap of its own: at 1,000,000 callbacks
+    ``--jobs 2`` peaked 25 MB lower in PSS (66 MB in the RSS sum), at the same speed.
+    """
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
 
 
 def work(options_pickle: bytes, out: BinaryIO) -> None:
