@@ -24,6 +24,10 @@ __all__ = ["LaneTransport"]
 _MAX_HEAD = 64 * 1024
 
 
+class _Unconnected(Exception):
+    """No connection could be made; ``__cause__`` says why."""
+
+
 class LaneTransport(httpx.AsyncBaseTransport):
     """One connection, one request at a time; httpx's client drives it."""
 
@@ -40,15 +44,18 @@ class LaneTransport(httpx.AsyncBaseTransport):
         except TimeoutError:  # before OSError, of which it is a kind
             await self._drop()
             raise httpx.ReadTimeout("no answer in time", request=request) from None
+        except _Unconnected as exc:
+            await self._drop()
+            raise httpx.ConnectError(str(exc.__cause__), request=request) from None
         except (OSError, EOFError, asyncio.LimitOverrunError, ValueError) as exc:
             await self._drop()
-            kind = (
-                httpx.ConnectError if isinstance(exc, ConnectionRefusedError) else httpx.ReadError
-            )
-            raise kind(f"{type(exc).__name__}: {exc}", request=request) from None
+            raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from None
 
     async def _exchange(self, request: httpx.Request) -> httpx.Response:
-        reader, writer = await self._connection(request.url)
+        try:
+            reader, writer = await self._connection(request.url)
+        except (OSError, ValueError) as exc:  # refused, unreachable, TLS refused: nothing sent
+            raise _Unconnected from exc
         writer.write(_head(request) + await request.aread())
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")  # longer than _MAX_HEAD: LimitOverrunError
