@@ -188,9 +188,15 @@ def _few_valued(cmap: ColumnMap) -> set[str]:
     return {cmap.source(field) for field in ("event", "status", "currency")} - {""}
 
 
+#: Reference fields nothing in compare or the reports reads (an export's session is
+#: never compared): their column must exist when the map names one, but it is not
+#: parsed (ten million strings), and the loaded table has nulls there.
+UNREAD = frozenset({"session_id"})
+
+
 def _wanted(names: list[str], cmap: ColumnMap) -> list[str]:
     """The columns the map uses, in file order; the others are never parsed."""
-    used = {cmap.source(field) for field in cmap.fields()}
+    used = {cmap.source(field) for field in cmap.fields() if field not in UNREAD}
     return [name for name in dict.fromkeys(names) if name in used]
 
 
@@ -215,6 +221,8 @@ def _column(src: _Source, cmap: ColumnMap, name: str) -> pa.Array | None:
         return None
     if source not in src.names:
         raise src.fail(None, source, "column is missing from the header")
+    if name in UNREAD:
+        return None
     col = src.table.column(source)
     if pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type):
         return col
@@ -263,7 +271,8 @@ def _exponents(src: _Source, currency: pa.Array, column: str, table: CurrencyTab
     if pc.any(bad).as_py():
         row = _first(bad)
         raise src.fail(row, column, f"unknown currency {currency[row].as_py()!r}")
-    lookup = np.array([table.exponent(c) for c in codes], dtype=np.int64)
+    # int8: exponents are small, and this array has a row per export row.
+    lookup = np.array([table.exponent(c) for c in codes], dtype=np.int8)
     out: np.ndarray = lookup[index.to_numpy(zero_copy_only=False)]
     return out
 
@@ -287,13 +296,17 @@ def _amounts(
         return _integer_amounts(src, col.cast(pa.int64()).to_numpy(), column, exps, cmap)
     codes, dictionary = dictionary_codes(col)
     # Distinct (text, exponent) pairs without sorting: a presence table over pair codes.
-    combined = codes.astype(np.int64) * 19 + exps
+    # Row arrays as narrow as the pair codes allow (int32: half the memory of int64).
+    width = np.int32 if len(dictionary) * 19 < 2**31 else np.int64
+    combined: np.ndarray = codes.astype(width, copy=False) * 19
+    combined += exps
     present = np.zeros(len(dictionary) * 19, dtype=bool)
     present[combined] = True
     uniques = np.flatnonzero(present)
-    slot = np.zeros(len(present), dtype=np.int64)
+    slot = np.zeros(len(present), dtype=width)
     slot[uniques] = np.arange(len(uniques))
     inverse = slot[combined]
+    del combined
     words = dictionary.take(pa.array(uniques // 19))
     values, failed = _parse_amounts(words, uniques % 19)
     for i in failed.tolist():  # ascending: the first failing pair, as one loop would find it
@@ -350,6 +363,7 @@ def _ints(array: pa.Array) -> np.ndarray:
 def _integer_amounts(
     src: _Source, raw: np.ndarray, column: str, exps: np.ndarray, cmap: ColumnMap
 ) -> np.ndarray:
+    exps = exps.astype(np.int64)  # powers of ten below
     scale = exps if cmap.amount_scale is None else np.full_like(exps, cmap.amount_scale)
     if (raw < 0).any():
         row = int(np.flatnonzero(raw < 0)[0])

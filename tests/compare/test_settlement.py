@@ -96,6 +96,21 @@ def test_a_deferred_check_passes_unique_ids(tmp_path: Path) -> None:
     assert diff(scn.table(), deferred, CurrencyTable()).coverage["unmatched_export"] == 1
 
 
+def test_the_session_column_is_checked_but_not_read(tmp_path: Path) -> None:
+    """Nothing compares an export's sessions: the column must exist, its cells are not parsed."""
+    path = write(tmp_path, HEADER, GOOD, GOOD.replace("b1", "b2").replace("10.00,EUR", "10,JPY"))
+    table = load_settlement(path, CurrencyTable()).table
+    assert table.column("session_id").null_count == 2
+    assert table.column("amount_minor").to_pylist() == [10_00, 10]
+    no_session = write(
+        tmp_path, HEADER.replace("session_id,", ""), "b1,r1,p1,bet,1.00,EUR,SETTLED,,"
+    )
+    assert (
+        error_of(no_session)
+        == f"{no_session}: line 1, column session_id: column is missing from the header"
+    )
+
+
 def test_unknown_status_value(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER, GOOD.replace("SETTLED", "DONE"))
     assert error_of(path).startswith(f"{path}: line 2, column 8 (status): unknown value 'DONE'")
