@@ -39,15 +39,23 @@ if TYPE_CHECKING:
     from .run import ReplayOptions, ReplaySummary
 
 __all__ = [
+    "AUTO_MAX_JOBS",
+    "AUTO_MIN_ROWS",
+    "auto_jobs",
     "check_jobs",
     "merge_in_order",
     "run_parallel",
     "single_threaded_arrow",
+    "usable_cores",
     "work",
     "worker_env",
     "worker_main",
 ]
 
+#: ``--jobs auto`` splits captures of at least this many rows, into at most this many
+#: processes (each holds about 200 MB at 1,000,000 callbacks / 2; see docs/replay.md).
+AUTO_MIN_ROWS = 100_000
+AUTO_MAX_JOBS = 4
 #: Rows a worker counts before it tells the parent (the progress bar's granularity).
 _REPORT_EVERY = 2_000
 #: Rows read from each shard's file at a time while merging (bounded memory).
@@ -59,25 +67,46 @@ _WORKER_MAIN = "from replay.parallel import worker_main; worker_main()"
 _ORDER = [("captured_at", "ascending"), ("capture_id", "ascending")]
 
 
+def _clash(options: ReplayOptions) -> str | None:
+    """The option that keeps this replay in one process, if any."""
+    if options.target is not None:
+        return "--target"
+    if options.db_url is not None:
+        return "--db"
+    if options.shard is not None:
+        return "--shard"
+    return "fault injection" if options.faults.active else None
+
+
 def check_jobs(options: ReplayOptions) -> None:
     """Refuse, in one line, the combinations a split replay cannot honour."""
     if options.jobs < 1:
         raise InputError(f"--jobs: {options.jobs} is not a number of processes (1 or more)")
     if options.jobs == 1:
         return
-    clash = (
-        "--target"
-        if options.target is not None
-        else "--db"
-        if options.db_url is not None
-        else "--shard"
-        if options.shard is not None
-        else "fault injection"
-        if options.faults.active
-        else None
-    )
+    clash = _clash(options)
     if clash is not None:
         raise InputError(f"--jobs {options.jobs} cannot be combined with {clash}: use --jobs 1")
+
+
+def auto_jobs(options: ReplayOptions, rows: int) -> int:
+    """``--jobs auto``: one process per usable core (at most :data:`AUTO_MAX_JOBS`).
+
+    One process when the replay cannot be split or the capture (``rows``, as stored)
+    is too small for the split to pay: each worker starts an interpreter and reads
+    the whole capture to pick its players.
+    """
+    if _clash(options) is not None or rows < AUTO_MIN_ROWS:
+        return 1
+    return max(1, min(usable_cores(), AUTO_MAX_JOBS))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def run_parallel(
@@ -97,7 +126,7 @@ def run_parallel(
         merge_in_order(parts, out)
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
-    total = ReplaySummary(out=str(out))
+    total = ReplaySummary(out=str(out), processes=options.jobs)
     for part in summaries:
         total.callbacks += part.callbacks
         total.outcomes.update(part.outcomes)

@@ -191,14 +191,18 @@ class CaptureReader:
         parts = [_read_file(path, schema, columns) for path, schema in self._files[hour]]
         return self._filtered(parts[0] if len(parts) == 1 else pa.concat_tables(parts))
 
+    def stored_rows(self) -> int:
+        """Rows of the wanted hours as stored, before filters (file metadata only)."""
+        return sum(
+            pq.ParquetFile(path).metadata.num_rows
+            for hour in self.hours
+            for path, _ in self._files[hour]
+        )
+
     def count(self) -> int:
         """Rows the iteration will yield (metadata only, unless a filter needs two columns)."""
         if self.aggregator is None and self.since_us is None and self.until_us is None:
-            return sum(
-                pq.ParquetFile(path).metadata.num_rows
-                for hour in self.hours
-                for path, _ in self._files[hour]
-            )
+            return self.stored_rows()
         return sum(self._hour(h, ["captured_at", "aggregator"]).num_rows for h in self.hours)
 
     def tables(self, columns: list[str] = _COLUMNS) -> Iterator[pa.Table]:

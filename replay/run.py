@@ -67,6 +67,7 @@ class ReplaySummary:
     unknown_openings: int = 0
     elapsed_s: float = 0.0
     out: str = ""
+    processes: int = 1  # ``--jobs``: the workers the replay was split over
 
     @property
     def rate(self) -> float:

@@ -84,6 +84,8 @@ def summary_table(summary: ReplaySummary, file: IO[str]) -> None:
     if summary.dropped:
         table.add_row("injected drops (not driven)", f"{summary.dropped:,}")
     table.add_row("opening balances", f"{summary.openings:,}")
+    if summary.processes > 1:
+        table.add_row("processes (--jobs)", f"{summary.processes:,}")
     if summary.unknown_openings:
         table.add_row(
             "accounts with no live balance (opened at 0)", f"{summary.unknown_openings:,}"

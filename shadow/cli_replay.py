@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from wallet_core.clock import to_us
 from wallet_core.config import load_config
 from wallet_core.errors import InputError
 
-__all__ = ["parse_shard", "parse_speed", "parse_time", "register", "replay"]
+__all__ = ["parse_jobs", "parse_shard", "parse_speed", "parse_time", "register", "replay"]
 
 
 def parse_time(text: str | None, option: str) -> int | None:
@@ -47,6 +48,13 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
         raise InputError(f"--shard: {text!r} is not K/N with 1 <= K <= N")
     return int(match.group(1)), int(match.group(2))
+
+
+def parse_jobs(text: str) -> int:
+    """``--jobs N`` (``auto`` is decided once the capture is known)."""
+    if not re.fullmatch(r"\d+", text) or int(text) < 1:
+        raise InputError(f"--jobs: {text!r} is not auto or a number of processes (1 or more)")
+    return int(text)
 
 
 def _rate(value: float, option: str) -> float:
@@ -85,8 +93,11 @@ def replay(
         int, typer.Option("--concurrency", help="HTTP requests in flight.")
     ] = 32,
     jobs: Annotated[
-        int, typer.Option("--jobs", help="Processes for in-process replay (split by player).")
-    ] = 1,
+        str,
+        typer.Option(
+            "--jobs", help="Processes for in-process replay (split by player): N or auto."
+        ),
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Drive captured callbacks through the wallet core and write the decisions."""
@@ -120,8 +131,14 @@ def replay(
             seed,
         ),
         concurrency=concurrency,
-        jobs=jobs,
+        jobs=1 if jobs == "auto" else parse_jobs(jobs),
     )
+    if jobs == "auto":
+        from replay.parallel import auto_jobs
+        from replay.reader import CaptureReader
+
+        stored = CaptureReader(capture_dir, since_us=options.since_us, until_us=options.until_us)
+        options = dataclasses.replace(options, jobs=auto_jobs(options, stored.stored_rows()))
     if quiet:
         run_replay(options)
         return

@@ -183,3 +183,22 @@ def test_workers_import_the_package_and_keep_a_lean_arrow_heap() -> None:
     assert (Path(env["PYTHONPATH"].split(os.pathsep)[0]) / "replay" / "parallel.py").is_file()
     assert env["MIMALLOC_PURGE_DELAY"] == "0"
     assert worker_env({"MIMALLOC_PURGE_DELAY": "25"})["MIMALLOC_PURGE_DELAY"] == "25"
+
+
+def test_auto_jobs_splits_only_a_large_splittable_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 8)
+    plain = options(tmp_path, tmp_path / "d.parquet")
+    big = parallel.AUTO_MIN_ROWS
+    assert parallel.auto_jobs(plain, big) == parallel.AUTO_MAX_JOBS == 4
+    assert parallel.auto_jobs(plain, big - 1) == 1
+    for clash in (
+        {"target": "http://127.0.0.1:9"},
+        {"db_url": "sqlite:///x.db"},
+        {"shard": (1, 2)},
+        {"faults": FaultPlan(duplicate_rate=0.1)},
+    ):
+        assert parallel.auto_jobs(options(tmp_path, tmp_path / "d.parquet", **clash), big) == 1
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    assert parallel.auto_jobs(plain, big) == 2
