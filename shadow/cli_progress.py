@@ -68,11 +68,13 @@ def progress_bar(label: str, options: ReplayOptions) -> Iterator[Callable[[int],
 def summary_table(summary: ReplaySummary, file: IO[str]) -> None:
     """The end-of-run summary in plain words, one table."""
     console = Console(file=file, width=100)
-    table = Table(
-        title=f"replay: {summary.callbacks:,} callbacks in {summary.elapsed_s:.1f} s "
+    # A line of its own: as the title of a narrow table it wrapped mid-sentence.
+    console.print(
+        f"replay: {summary.callbacks:,} callbacks in {summary.elapsed_s:.1f} s "
         f"({summary.rate:,.0f}/s)",
-        show_header=True,
+        highlight=False,
     )
+    table = Table(show_header=True)
     table.add_column("what")
     table.add_column("count", justify="right")
     for outcome, n in sorted(summary.outcomes.items()):
