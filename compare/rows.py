@@ -261,9 +261,10 @@ def encode(*arrays: pa.Array | pa.ChunkedArray) -> tuple[list[np.ndarray], pa.Ar
             start += len(indices)
             chunk += 1
         out.append(codes)
-    # The hash table and the indices (about 1 GB at ten million ids) are freed into
-    # malloc's heap when a comparison runs (compare.memory.reuse_freed_pages), and
-    # the diff's numpy arrays reuse them: not handed back here.
+    # The hash table and the indices are freed into malloc's heap when a comparison
+    # runs (compare.memory.reuse_freed_pages), and the diff's numpy arrays reuse them:
+    # not handed back here.  (A comparison's transaction ids, ten million and more, are
+    # encoded by compare.idcodes instead: one table that large misses the cache.)
     return out, dictionary
 
 
