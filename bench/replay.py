@@ -452,7 +452,11 @@ def main() -> None:
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-target", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="replay --jobs for the split run"
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="replay --jobs for the split run (default 2: the memory target is for two "
+        "processes; each more worker holds about 170 MB more at 1,000,000 callbacks)",
     )
     args = parser.parse_args()
     if args.child_replay:
