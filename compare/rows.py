@@ -87,6 +87,8 @@ def load_decisions(path: str | Path) -> pa.Table:
             path,
             columns=[n for n in present if n not in UNUSED and n not in empty],
             read_dictionary=[n for n in DICTIONARY if n in present],
+            # The file's pages as they are in the page cache, not copied to fresh memory.
+            memory_map=True,
         )
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None

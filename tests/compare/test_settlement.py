@@ -284,3 +284,28 @@ def test_times_with_or_without_offsets(
 def test_bad_times_name_the_problem(tmp_path: Path, cells: list[str], message: str) -> None:
     rows = [f"b{i},r1,p1,s1,bet,1.00,EUR,SETTLED,{cell}," for i, cell in enumerate(cells)]
     assert message in error_of(write(tmp_path, HEADER, *rows))
+
+
+@pytest.mark.parametrize("quote", ["", '"'])
+def test_columns_the_map_does_not_use_are_not_parsed_quoted_header_or_not(
+    tmp_path: Path, quote: str
+) -> None:
+    """A vendor column nothing reads cannot break the load (here: Latin-1 bytes in it),
+    whether the header quotes its names, as writers that quote every field do, or not."""
+    names = [*HEADER.split(","), "note"]
+    header = ",".join(f"{quote}{n}{quote}" for n in names).encode()
+    row = (",".join(f'"{c}"' if c else "" for c in GOOD.split(",")) + ",").encode() + b"caf\xe9"
+    path = tmp_path / "export.csv"
+    path.write_bytes(header + b"\n" + row + b"\n")
+    table = load_settlement(path, CurrencyTable()).table
+    assert table.column("transaction_id").to_pylist() == ["b1"]
+    assert table.column("amount_minor").to_pylist() == [10_00]
+    assert table.column("settled_at").null_count == 0
+
+
+def test_a_quoted_name_holding_the_delimiter_is_still_found(tmp_path: Path) -> None:
+    """Such a header cannot be split on commas: the whole file is read as it is."""
+    path = write(tmp_path, HEADER + ',"a,b"', GOOD + ",x")
+    assert load_settlement(path, CurrencyTable()).table.column("amount_minor").to_pylist() == [
+        10_00
+    ]
