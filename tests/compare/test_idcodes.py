@@ -1,4 +1,4 @@
-"""compare.idcodes: codes hashed a bucket at a time name the same ids as one hash pass."""
+"""compare.idcodes: codes hashed a bucket at a time are the codes of one hash pass."""
 
 from __future__ import annotations
 
@@ -51,7 +51,11 @@ def test_codes_name_the_same_ids_as_one_dictionary(
         patch.setattr(idcodes, "GROUP_ROWS", group)
         got, keys = bucket_codes(wallet, export, threads=threads)
     assert [len(c) for c in got] == [len(wallet), len(export)]
-    _assert_same_partition(got, keys, _reference(wallet, export))
+    want = _reference(wallet, export)
+    _assert_same_partition(got, keys, want)
+    # The same numbers too: the order of first appearance, which the diff's passes
+    # over keys rely on to walk memory in order.
+    assert [c.tolist() for c in got] == [c.tolist() for c in want]
 
 
 def test_all_null_and_sliced_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,6 +67,7 @@ def test_all_null_and_sliced_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert got[1][:4].tolist() == [-1, -1, -1, -1]
     _assert_same_partition(got[:2], keys, _reference(sliced, nulls))
     assert keys == 4  # a, b, ccccc, zz
+    assert got[0].tolist() == [0, 1, 0, -1, 2] and got[1].tolist() == [-1] * 4 + [1, -1, 3]
 
 
 def test_ids_that_end_alike_share_buckets_but_keep_their_codes() -> None:
