@@ -33,14 +33,14 @@ import pyarrow.compute as pc
 from wallet_core.money import CurrencyTable, format_amount
 
 from .divergence import Divergence, Kind
-from .idcodes import bucket_codes
+from .idcodes import Grouped, encode_groups, group
 from .live import RowFinding, live_findings
 from .memory import hand_back
 from .options import CompareOptions
 from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, by_value, encode
 from .settlement import Settlement
 
-__all__ = ["DiffResult", "diff"]
+__all__ = ["DiffResult", "Wallet", "diff", "prepare_wallet"]
 
 _EXPORT_EVENTS = ("bet", "win", "refund")
 _SETTLED, _DECLINED, _CANCELLED = 0, 1, 2
@@ -67,16 +67,35 @@ _Ids = tuple[list[np.ndarray], int]
 _NOTHING = np.zeros(0, np.int8)
 
 
-def _encode_ids(decisions: pa.Table, export: pa.Table) -> _Ids:
+@dataclass(slots=True)
+class Wallet:
+    """What the diff reads of the decisions alone: made by :func:`prepare_wallet`, in
+    ``compare.run`` while the export still loads (its last steps use one core)."""
+
+    rows: Rows
+    #: The decisions' transaction ids and refund references split by bucket (the first
+    #: half of the id hash, :func:`compare.idcodes.group`); None for a per-round export.
+    ids: Grouped | None
+
+
+def prepare_wallet(decisions: pa.Table, by_round: bool = False) -> Wallet:
+    """The row masks and the decisions' half of the id hash, side by side."""
+    with ThreadPoolExecutor(1, thread_name_prefix="compare-rows") as pool:
+        rows = pool.submit(Rows.of, decisions)
+        ids = None
+        if not by_round:
+            ids = group(decisions.column("transaction_id"), decisions.column("ref_transaction_id"))
+        return Wallet(rows.result(), ids)
+
+
+def _encode_ids(wallet: Grouped, export: pa.Table) -> _Ids:
     """The one hash pass over the ids, a bucket at a time (:mod:`compare.idcodes`):
     every row's transaction id (not only the money rows: no copy, and the codes
-    serve the row-level checks too), the export's, and the refund references of both."""
-    return bucket_codes(
-        decisions.column("transaction_id"),
-        export.column("transaction_id"),
-        decisions.column("ref_transaction_id"),
-        export.column("ref_transaction_id"),
+    serve the row-level checks too), the refund references, and the export's."""
+    exported = group(
+        export.column("transaction_id"), export.column("ref_transaction_id"), start=wallet.end
     )
+    return encode_groups(wallet, exported)
 
 
 @dataclass(slots=True)
@@ -92,8 +111,7 @@ class _ByRow:
     e_settled: np.ndarray
 
     @classmethod
-    def of(cls, decisions: pa.Table, export: pa.Table) -> _ByRow:
-        rows = Rows.of(decisions)
+    def of(cls, rows: Rows, export: pa.Table) -> _ByRow:
         w_cur, e_cur = _currency_codes(rows.column("currency"), export.column("currency"))
         out = cls(
             rows,
@@ -140,7 +158,7 @@ class _Sides:
             del keys
         else:
             assert ids is not None  # given for transaction ids (see diff)
-            (tx, ek, ref, erk), k = ids
+            (tx, ref, ek, erk), k = ids
             del ids
             rows.tx = tx
             wk, wrk = tx[self.money_idx], ref[self.money_idx]
@@ -497,20 +515,28 @@ def diff(
     settlement: Settlement | None,
     currencies: CurrencyTable,
     opts: CompareOptions | None = None,
+    wallet: Wallet | None = None,
 ) -> DiffResult:
-    """Every divergence between ``decisions`` and ``settlement`` (None: live checks only)."""
+    """Every divergence between ``decisions`` and ``settlement`` (None: live checks only).
+
+    ``wallet``: :func:`prepare_wallet` of ``decisions``, when it is already made.
+    """
     opts = opts or CompareOptions()
     export = settlement.table if settlement is not None else _empty_export()
     by_round = settlement is not None and settlement.granularity == "round"
-    # What needs no ids (the row masks, currency, status and event codes:
+    if wallet is None or (wallet.ids is None and not by_round):
+        wallet = prepare_wallet(decisions, by_round)
+    # What needs no ids (the export's currency, status and event codes:
     # :class:`_ByRow`) is made beside the id hash (itself on two threads, a bucket
-    # at a time: compare.idcodes).  (The row checks are not run beside the key
-    # rules: that adds their temporaries to the peak, 0.1-0.4 GiB at ten million
-    # rows, for no gain measurable on a loaded machine.)
+    # at a time: compare.idcodes).
     with ThreadPoolExecutor(1, thread_name_prefix="compare-rows") as pool:
-        side = pool.submit(_ByRow.of, decisions, export)
-        encoded = None if by_round else _encode_ids(decisions, export)
+        side = pool.submit(_ByRow.of, wallet.rows, export)
+        encoded = None
+        if not by_round:
+            assert wallet.ids is not None  # made above when missing
+            encoded = _encode_ids(wallet.ids, export)
         by_row = side.result()
+    del wallet
     rows = by_row.rows
     check = settlement.check_ids if settlement else None
     sides = _Sides(rows, export, by_round, encoded, by_row, check)
@@ -532,6 +558,8 @@ def diff(
     del both
     sides.forget_keys()
     hand_back()
+    # (Run beside make_all, the row checks took longer than both in turn: make_all is
+    # Python objects, holding the interpreter, and the checks many short numpy passes.)
     row_findings, within, live_notes = _row_checks(rows, opts)
     notes["late_within_window"] = notes.get("late_within_window", 0) + within
     out.extend(mk.from_rows(row_findings))

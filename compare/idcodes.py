@@ -36,7 +36,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["BUCKETS", "GROUP_ROWS", "bucket_codes", "bucket_of"]
+__all__ = [
+    "BUCKETS",
+    "GROUP_ROWS",
+    "Grouped",
+    "bucket_codes",
+    "bucket_of",
+    "encode_groups",
+    "group",
+]
 
 #: Buckets of ids: ten million distinct ids make tables of ~40,000 entries.
 BUCKETS = 256
@@ -132,54 +140,84 @@ def _map(fn: Callable[[T], R], items: list[T], threads: int) -> list[R]:
         return list(pool.map(fn, items))
 
 
+@dataclass(slots=True)
+class Grouped:
+    """Inputs split into groups by bucket (the first half of :func:`bucket_codes`),
+    made ahead, while something else still loads, and encoded with the others later."""
+
+    #: Row of the first input among all the inputs encoded together (see :func:`group`).
+    start: int
+    lengths: list[int]
+    groups: list[_Group]
+
+    @property
+    def end(self) -> int:
+        return self.start + sum(self.lengths)
+
+
+def group(*arrays: pa.Array | pa.ChunkedArray, start: int = 0, threads: int = 2) -> Grouped:
+    """Split ``arrays`` into groups by bucket; ``start``: how many rows the inputs encoded
+    before these have (codes follow the order of first appearance across all of them)."""
+    offsets = np.cumsum([start] + [len(a) for a in arrays]).tolist()
+    runs = [
+        (i, first, run, offsets[i] + first) for i, a in enumerate(arrays) for first, run in _runs(a)
+    ]
+    return Grouped(start, [len(a) for a in arrays], _map(lambda r: _Group.of(*r), runs, threads))
+
+
 def bucket_codes(
     *arrays: pa.Array | pa.ChunkedArray, threads: int = 2
 ) -> tuple[list[np.ndarray], int]:
     """Shared integer codes for the strings of ``arrays``, one array of codes per input
     (nulls -1), in order of first appearance, and how many distinct strings there are."""
-    total = sum(len(a) for a in arrays)
+    return encode_groups(group(*arrays, threads=threads), threads=threads)
+
+
+def encode_groups(*parts: Grouped, threads: int = 2) -> tuple[list[np.ndarray], int]:
+    """:func:`bucket_codes` of the inputs of ``parts`` (each made by :func:`group`, one
+    after the other: each part's ``start`` is where the one before it ends)."""
+    total = 0
+    for part in parts:
+        if part.start != total:
+            raise ValueError("the parts are not consecutive")
+        total = part.end
     width = np.int32 if total < 2**31 - 1 else np.int64
-    offsets = np.cumsum([0] + [len(a) for a in arrays]).tolist()
-    runs = [
-        (i, start, run, offsets[i] + start) for i, a in enumerate(arrays) for start, run in _runs(a)
-    ]
-    groups = _map(lambda r: _Group.of(*r), runs, threads)
-    del runs
-    out = [np.full(len(a), -1, width) for a in arrays]
+    out = [np.full(n, -1, width) for part in parts for n in part.lengths]
+    first_input = np.cumsum([0] + [len(part.lengths) for part in parts]).tolist()
+    groups = [(first_input[i] + g.array, g) for i, part in enumerate(parts) for g in part.groups]
     if not groups:
         return out, 0
 
     def encode(bucket: int) -> tuple[list[np.ndarray], np.ndarray]:
         """The bucket's codes per group, and the row where each of its keys first appears."""
-        parts = [g.part(bucket) for g in groups]
-        encoded = pc.dictionary_encode(pa.concat_arrays(parts))
+        pieces = [g.part(bucket) for _, g in groups]
+        encoded = pc.dictionary_encode(pa.concat_arrays(pieces))
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         codes = codes.astype(width, copy=False)
-        rows = np.concatenate([g.rows(bucket) for g in groups])
+        rows = np.concatenate([g.rows(bucket) for _, g in groups])
         seen = codes >= 0
         first = np.empty(len(encoded.dictionary), np.int64)
-        # Parts are concatenated in row order, so a key's first position is its first
+        # Pieces are concatenated in row order, so a key's first position is its first
         # row; written backwards, the first write of each key is the one that stays.
         first[codes[seen][::-1]] = rows[seen][::-1]
-        cuts = np.cumsum([len(p) for p in parts])[:-1]
+        cuts = np.cumsum([len(p) for p in pieces])[:-1]
         return np.split(codes, cuts), first
 
     encoded = _map(encode, list(range(BUCKETS)), threads)
     # Bucket by bucket, codes follow first rows already; across buckets, rank every
     # key by its first row: a mark per row and a running count (no sort).
-    firsts = [first for _, first in encoded]
-    keys = sum(len(f) for f in firsts)
+    keys = sum(len(first) for _, first in encoded)
     marked = np.zeros(total, bool)
-    for first in firsts:
+    for _, first in encoded:
         marked[first] = True
     rank = np.cumsum(marked, dtype=width)
     del marked
-    ordered = [np.empty(len(g.order), width) for g in groups]
-    for (pieces, first), bucket in zip(encoded, range(BUCKETS), strict=True):
+    ordered = [np.empty(len(g.order), width) for _, g in groups]
+    for bucket, (pieces, first) in enumerate(encoded):
         new = np.append(rank[first] - 1, width(-1))  # code -1 (null) reads the last slot
-        for group, codes, piece in zip(groups, ordered, pieces, strict=True):
-            codes[group.bounds[bucket] : group.bounds[bucket + 1]] = new[piece]
+        for (_, g), codes, piece in zip(groups, ordered, pieces, strict=True):
+            codes[g.bounds[bucket] : g.bounds[bucket + 1]] = new[piece]
     del encoded, rank
-    for group, codes in zip(groups, ordered, strict=True):
-        out[group.array][group.start + group.order] = codes
+    for (index, g), codes in zip(groups, ordered, strict=True):
+        out[index][g.start + g.order] = codes
     return out, keys

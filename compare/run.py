@@ -17,9 +17,10 @@ from typing import Any
 import pyarrow as pa
 
 from wallet_core.config import WalletConfig
+from wallet_core.errors import ConfigError
 
 from .columnmap import parse_column_map
-from .diff import DiffResult, diff
+from .diff import DiffResult, Wallet, diff, prepare_wallet
 from .memory import hand_back, reuse_freed_pages
 from .options import CompareOptions, parse_compare_options
 from .rows import load_decisions
@@ -32,8 +33,10 @@ __all__ = ["compare_files", "load_inputs", "run_compare"]
 
 def load_inputs(
     decisions: Path, settlement: Path, config: WalletConfig
-) -> tuple[pa.Table, Settlement]:
-    """The decision table and the export, loaded side by side.
+) -> tuple[pa.Table, Settlement, Wallet]:
+    """The decision table, the export, and what the diff reads of the decisions alone
+    (:func:`compare.diff.prepare_wallet`), made while the export's last steps, which
+    use one core, still run.
 
     Errors come out in the order a sequential load would give them: the decision
     file's first, then the column map's, then the export's (a repeated transaction
@@ -50,7 +53,16 @@ def load_inputs(
         # on the thread with time to spare, not the export's, the longer of the two.
         importlib.import_module("pandas")
         table = load_decisions(decisions)
-        return table, pending.result()
+        wallet = prepare_wallet(table, by_round=_by_round(config))
+        return table, pending.result(), wallet
+
+
+def _by_round(config: WalletConfig) -> bool:
+    """Whether the export is a per-round feed (its map's own error comes from the load)."""
+    try:
+        return parse_column_map(config.sections.get("settlement")).layout == "rounds"
+    except ConfigError:
+        return False
 
 
 def compare_files(
@@ -58,9 +70,9 @@ def compare_files(
 ) -> tuple[pa.Table, Settlement, DiffResult]:
     """Load both sides and diff them: the decision table, the export and the result."""
     with reuse_freed_pages():
-        table, export = load_inputs(decisions, settlement, config)
+        table, export, wallet = load_inputs(decisions, settlement, config)
         hand_back()
-        return table, export, diff(table, export, config.currencies, opts)
+        return table, export, diff(table, export, config.currencies, opts, wallet)
 
 
 def run_compare(
