@@ -185,16 +185,21 @@ class _Sides:
         moved = rows.moved()[self.money_idx]
         ok = rows.ok[self.money_idx]
         self.recv = _counts(wk, k)
-        self.ok: np.ndarray = _counts(wk[ok], k) > 0
+        self.ok: np.ndarray = _flags(wk[ok], k)
         self.movedc = _counts(wk[moved], k)
         # First money row of each key: written backwards, so the first row is written last.
         self.first: np.ndarray = np.full(k, -1, width)
         self.first[wk[::-1]] = self.money_idx[::-1]
         safe = np.maximum(self.first, 0)
         self.w_amount = _gather(rows.amount, safe)
-        self.w_captured = np.where(self.first >= 0, _gather(rows.captured, safe), NO_TIME)
-        self.w_cur = np.where(self.first >= 0, _gather(by_row.w_cur, safe), np.int8(-1))
-        del safe
+        # Keys the wallet never received get no time and no currency, set in place:
+        # an np.where would make each array twice (fresh memory is most of this step).
+        absent = self.first < 0
+        self.w_captured = _gather(rows.captured, safe)
+        self.w_captured[absent] = NO_TIME
+        self.w_cur = _gather(by_row.w_cur, safe)
+        self.w_cur[absent] = -1
+        del safe, absent
         if by_round:  # a round's net bet (refunds subtract) and its total win
             amount = rows.amount[self.money_idx]
             signed = np.where(ev == REFUND, -amount, amount) * moved
@@ -209,7 +214,7 @@ class _Sides:
     def _export_side(self, ek: np.ndarray, erk: np.ndarray, by_row: _ByRow, width: type) -> None:
         k = self.n
         self.erow: np.ndarray = np.full(k, -1, width)
-        self.erow[ek] = np.arange(len(ek))
+        self.erow[ek] = np.arange(len(ek), dtype=width)
         self.in_e = self.erow >= 0
         e = np.maximum(self.erow, 0)
         self.e_amount = _gather(by_row.e_amount, e)
@@ -255,6 +260,14 @@ def _counts(codes: np.ndarray, k: int) -> np.ndarray:
     if not len(codes):
         return np.broadcast_to(np.int32(0), (k,))
     out: np.ndarray = np.bincount(codes, minlength=k).astype(np.int32, copy=False)
+    return out
+
+
+def _flags(codes: np.ndarray, k: int) -> np.ndarray:
+    """Whether each of ``k`` keys is among ``codes``: a scatter into k booleans (no
+    counts of 64 bits made first, as ``np.bincount`` would)."""
+    out = np.zeros(k, bool)
+    out[codes] = True
     return out
 
 
