@@ -550,6 +550,10 @@ def diff(
             encoded = _encode_ids(wallet.ids, export)
         by_row = side.result()
     del wallet
+    # The hash's leftovers sit in its threads' heaps, where the per-key arrays made
+    # next would not find them: handed back, their pages come straight back (~0.3 GB
+    # off the peak at ten million rows).
+    hand_back()
     rows = by_row.rows
     check = settlement.check_ids if settlement else None
     sides = _Sides(rows, export, by_round, encoded, by_row, check)

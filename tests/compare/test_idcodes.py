@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compare import idcodes
-from compare.idcodes import BUCKETS, bucket_codes, bucket_of
+from compare.idcodes import BUCKETS, bucket_codes, bucket_of, encode_groups, group
 
 
 def _reference(*arrays: pa.Array | pa.ChunkedArray) -> list[np.ndarray]:
@@ -85,3 +85,15 @@ def test_bucket_of_depends_on_the_string_only() -> None:
     assert alone == together
     assert together[-1] == together[-2]
     assert all(0 <= b < BUCKETS for b in together)
+
+
+def test_encoding_consumes_the_groups_ids() -> None:
+    wallet = group(pa.array(["a", "b", "a"]))
+    export = group(pa.array(["b", "c"]), start=wallet.end)
+    got, keys = encode_groups(wallet, export)
+    assert keys == 3 and [c.tolist() for c in got] == [[0, 1, 0], [1, 2]]
+    # The reordered copies are gone (their memory is what the renumbering reuses) ...
+    assert all(g.strings is None for part in (wallet, export) for g in part.groups)
+    # ... so a second encoding of the same parts is refused, not wrong.
+    with pytest.raises(ValueError, match="encoded already"):
+        encode_groups(wallet, export)
