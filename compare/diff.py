@@ -34,7 +34,7 @@ from wallet_core.money import CurrencyTable, format_amount
 
 from .divergence import Divergence, Kind
 from .idcodes import Grouped, encode_groups, group
-from .live import RowFinding, live_findings
+from .live import LiveAnswers, RowFinding, live_findings
 from .memory import hand_back
 from .options import CompareOptions
 from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, by_value, encode
@@ -487,12 +487,28 @@ def _round_late(rows: Rows, opts: CompareOptions) -> tuple[np.ndarray, int]:
     return late_idx[beyond], int((~beyond).sum())
 
 
-def _row_checks(rows: Rows, opts: CompareOptions) -> tuple[list[RowFinding], int, dict[str, int]]:
+@dataclass(slots=True)
+class _RowPasses:
+    """The row checks' passes over every decision that need no transaction ids (late
+    rows, the live answers): made beside the id hash, on the thread with time to spare."""
+
+    late: tuple[np.ndarray, int]
+    live: LiveAnswers
+
+    @classmethod
+    def of(cls, rows: Rows, opts: CompareOptions) -> _RowPasses:
+        return cls(_round_late(rows, opts), LiveAnswers.of(rows))
+
+
+def _row_checks(
+    rows: Rows, opts: CompareOptions, passes: _RowPasses | None = None
+) -> tuple[list[RowFinding], int, dict[str, int]]:
     """The checks that need no export: double moves, late rows, the live answers.
 
     Returns their findings in report order, the late rows inside the retry window,
-    and the live checks' notes.
+    and the live checks' notes.  ``passes``: :meth:`_RowPasses.of`, when already made.
     """
+    passes = passes if passes is not None else _RowPasses.of(rows, opts)
     found = [
         RowFinding(
             Kind.DOUBLE_APPLIED,
@@ -503,7 +519,7 @@ def _row_checks(rows: Rows, opts: CompareOptions) -> tuple[list[RowFinding], int
         )
         for first, count, amount in _wallet_doubles(rows)
     ]
-    beyond, within = _round_late(rows, opts)
+    beyond, within = passes.late
     found += [
         RowFinding(
             Kind.LATE_CALLBACK,
@@ -513,7 +529,7 @@ def _row_checks(rows: Rows, opts: CompareOptions) -> tuple[list[RowFinding], int
         )
         for row in beyond
     ]
-    live, live_notes = live_findings(rows, opts)
+    live, live_notes = live_findings(rows, opts, passes.live)
     return found + live, within, live_notes
 
 
@@ -540,15 +556,18 @@ def diff(
     if wallet is None or (wallet.ids is None and not by_round):
         wallet = prepare_wallet(decisions, by_round)
     # What needs no ids (the export's currency, status and event codes:
-    # :class:`_ByRow`) is made beside the id hash (itself on two threads, a bucket
-    # at a time: compare.idcodes).
+    # :class:`_ByRow`; the row checks' passes over every decision: :class:`_RowPasses`)
+    # is made beside the id hash (itself on two threads, a bucket at a time:
+    # compare.idcodes), one after the other on one more thread.
     with ThreadPoolExecutor(1, thread_name_prefix="compare-rows") as pool:
         side = pool.submit(_ByRow.of, wallet.rows, export)
+        early = pool.submit(_RowPasses.of, wallet.rows, opts)
         encoded = None
         if not by_round:
             assert wallet.ids is not None  # made above when missing
             encoded = _encode_ids(wallet.ids, export)
         by_row = side.result()
+        passes = early.result()
     del wallet
     # The hash's leftovers sit in its threads' heaps, where the per-key arrays made
     # next would not find them: handed back, their pages come straight back (~0.3 GB
@@ -577,7 +596,7 @@ def diff(
     hand_back()
     # (Run beside make_all, the row checks took longer than both in turn: make_all is
     # Python objects, holding the interpreter, and the checks many short numpy passes.)
-    row_findings, within, live_notes = _row_checks(rows, opts)
+    row_findings, within, live_notes = _row_checks(rows, opts, passes)
     notes["late_within_window"] = notes.get("late_within_window", 0) + within
     out.extend(mk.from_rows(row_findings))
     notes.update(live_notes)

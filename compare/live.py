@@ -24,7 +24,7 @@ from .divergence import Kind
 from .options import CompareOptions
 from .rows import REFUND, WIN, Rows, by_value, encode, mask, same_text
 
-__all__ = ["RowFinding", "live_findings"]
+__all__ = ["LiveAnswers", "RowFinding", "live_findings"]
 
 
 @dataclass(slots=True)
@@ -75,20 +75,45 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), np.float64)
 
 
-def live_findings(r: Rows, opts: CompareOptions) -> tuple[list[RowFinding], dict[str, int]]:
+@dataclass(slots=True)
+class LiveAnswers:
+    """Each row's live answer judged against its decision: a pass over every row that
+    needs no transaction ids, so ``compare.diff`` makes it beside the id hash, on the
+    thread with time to spare.  :func:`live_findings` then groups the few flagged rows."""
+
+    live_ok: np.ndarray
+    mismatch: np.ndarray
+    latency: np.ndarray
+    gave_up: np.ndarray
+
+    @classmethod
+    def of(cls, r: Rows) -> LiveAnswers:
+        t = r.table
+        status = t.column("live_status")
+        live_code = t.column("live_code")
+        answered = mask(pc.is_valid(status))
+        live_ok = mask(by_value(live_code, lambda v: pc.equal(v, "OK"))) | (
+            mask(pc.is_null(live_code)) & mask(pc.equal(status, 200))
+        )
+        transient = r.retry_later | mask(by_value(live_code, lambda v: pc.equal(v, "RETRY_LATER")))
+        codes_differ = mask(pc.is_valid(live_code)) & ~same_text(t.column("code"), live_code)
+        mismatch = answered & ~transient & ((r.ok != live_ok) | (~r.ok & ~live_ok & codes_differ))
+        latency = _floats(t.column("latency_ms"))
+        return cls(live_ok, mismatch, latency, mask(pc.is_valid(t.column("error"))))
+
+
+def live_findings(
+    r: Rows, opts: CompareOptions, answers: LiveAnswers | None = None
+) -> tuple[list[RowFinding], dict[str, int]]:
+    """LIVE_RESPONSE_MISMATCH, SLOW_RESPONSE and live DOUBLE_APPLIED findings, and the
+    notes (external movements, slow answers); ``answers``: :meth:`LiveAnswers.of`
+    of ``r`` when already made."""
     t = r.table
+    a = answers if answers is not None else LiveAnswers.of(r)
+    live_ok, latency, gave_up = a.live_ok, a.latency, a.gave_up
     out: list[RowFinding] = []
-    status = t.column("live_status")
-    live_code = t.column("live_code")
-    answered = mask(pc.is_valid(status))
-    live_ok = mask(by_value(live_code, lambda v: pc.equal(v, "OK"))) | (
-        mask(pc.is_null(live_code)) & mask(pc.equal(status, 200))
-    )
-    transient = r.retry_later | mask(by_value(live_code, lambda v: pc.equal(v, "RETRY_LATER")))
-    codes_differ = mask(pc.is_valid(live_code)) & ~same_text(t.column("code"), live_code)
-    mismatch = answered & ~transient & ((r.ok != live_ok) | (~r.ok & ~live_ok & codes_differ))
     money_event = (r.event >= 0) & (r.event <= REFUND)
-    for rows in _by_transaction(r, np.flatnonzero(mismatch)).values():
+    for rows in _by_transaction(r, np.flatnonzero(a.mismatch)).values():
         row = rows[0]
         accept_differs = any(r.ok[i] != live_ok[i] for i in rows)
         risk = int(r.amount[row]) if accept_differs and money_event[row] else 0
@@ -102,8 +127,6 @@ def live_findings(r: Rows, opts: CompareOptions) -> tuple[list[RowFinding], dict
                 live=_live_text(r, row),
             )
         )
-    latency = _floats(t.column("latency_ms"))
-    gave_up = mask(pc.is_valid(t.column("error")))
     slow = (latency >= opts.slow_ms) | gave_up
     for rows in _by_transaction(r, np.flatnonzero(slow)).values():
         row = rows[0]
