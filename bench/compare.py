@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000_000, help="decisions to generate")
     parser.add_argument("--dir", type=Path, help="where to write the inputs (default: a temp dir)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="runs of the engine and of DuckDB, alternating"
+        "--rounds", type=int, default=5, help="runs of the engine and of DuckDB, alternating"
     )
     args = parser.parse_args()
     duck = have_duckdb()
