@@ -501,14 +501,13 @@ class _RowPasses:
 
 
 def _row_checks(
-    rows: Rows, opts: CompareOptions, passes: _RowPasses | None = None
+    rows: Rows, opts: CompareOptions, passes: _RowPasses
 ) -> tuple[list[RowFinding], int, dict[str, int]]:
     """The checks that need no export: double moves, late rows, the live answers.
 
     Returns their findings in report order, the late rows inside the retry window,
-    and the live checks' notes.  ``passes``: :meth:`_RowPasses.of`, when already made.
+    and the live checks' notes.  ``passes``: :meth:`_RowPasses.of` of ``rows``.
     """
-    passes = passes if passes is not None else _RowPasses.of(rows, opts)
     found = [
         RowFinding(
             Kind.DOUBLE_APPLIED,

@@ -103,13 +103,11 @@ class LiveAnswers:
 
 
 def live_findings(
-    r: Rows, opts: CompareOptions, answers: LiveAnswers | None = None
+    r: Rows, opts: CompareOptions, a: LiveAnswers
 ) -> tuple[list[RowFinding], dict[str, int]]:
     """LIVE_RESPONSE_MISMATCH, SLOW_RESPONSE and live DOUBLE_APPLIED findings, and the
-    notes (external movements, slow answers); ``answers``: :meth:`LiveAnswers.of`
-    of ``r`` when already made."""
+    notes (external movements, slow answers); ``a``: :meth:`LiveAnswers.of` of ``r``."""
     t = r.table
-    a = answers if answers is not None else LiveAnswers.of(r)
     live_ok, latency, gave_up = a.live_ok, a.latency, a.gave_up
     out: list[RowFinding] = []
     money_event = (r.event >= 0) & (r.event <= REFUND)
