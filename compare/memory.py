@@ -15,13 +15,14 @@ back and the heap is trimmed.  Other C libraries: nothing changes.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pyarrow as pa
 
-__all__ = ["hand_back", "reuse_freed_pages"]
+__all__ = ["hand_back", "huge_pages", "reuse_freed_pages"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: glibc's defaults (its dynamic threshold stays off once set, which only matters for
@@ -47,20 +48,37 @@ def reuse_freed_pages() -> Iterator[None]:
     after it (each keeps its pool), and other threads allocating meanwhile use
     malloc too.
     """
-    libc = _glibc()
-    if libc is None or not libc.mallopt(_M_MMAP_THRESHOLD, _NEVER):
-        yield
-        return
-    libc.mallopt(_M_TRIM_THRESHOLD, _NEVER)
-    pool = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
+    huge = huge_pages(False)
     try:
-        yield
+        libc = _glibc()
+        if libc is None or not libc.mallopt(_M_MMAP_THRESHOLD, _NEVER):
+            yield
+            return
+        libc.mallopt(_M_TRIM_THRESHOLD, _NEVER)
+        pool = pa.default_memory_pool()
+        pa.set_memory_pool(pa.system_memory_pool())
+        try:
+            yield
+        finally:
+            pa.set_memory_pool(pool)
+            libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT)
+            libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT)
+            libc.malloc_trim(0)
     finally:
-        pa.set_memory_pool(pool)
-        libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT)
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT)
-        libc.malloc_trim(0)
+        huge_pages(huge)
+
+
+def huge_pages(wanted: bool) -> bool:
+    """Whether numpy advises huge pages for its big arrays from now on; returns the
+    previous setting (False where numpy has no such switch)."""
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            switch = getattr(importlib.import_module(name), "_set_madvise_hugepage", None)
+        except ImportError:
+            continue
+        if switch is not None:
+            return bool(switch(wanted))
+    return False
 
 
 def hand_back() -> None:

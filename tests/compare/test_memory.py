@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compare.memory import reuse_freed_pages
+from compare.memory import huge_pages, reuse_freed_pages
 
 
 def test_arrays_inside_and_after_the_block() -> None:
@@ -20,3 +20,13 @@ def test_arrays_inside_and_after_the_block() -> None:
 def test_an_error_inside_the_block_propagates() -> None:
     with pytest.raises(ValueError, match="boom"), reuse_freed_pages():
         raise ValueError("boom")
+
+
+def test_numpy_stops_advising_huge_pages_inside_the_block_only() -> None:
+    before = huge_pages(True)
+    try:
+        with reuse_freed_pages():
+            assert huge_pages(False) is False  # off inside: the block switched it off
+        assert huge_pages(True) is True  # and back on after
+    finally:
+        huge_pages(before)
