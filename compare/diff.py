@@ -73,7 +73,7 @@ class Wallet:
     ``compare.run`` while the export still loads (its last steps use one core)."""
 
     rows: Rows
-    #: The decisions' transaction ids and refund references split by bucket (the first
+    #: The decisions' transaction ids and refund references written into partitions (the first
     #: half of the id hash, :func:`compare.idcodes.group`); None for a per-round export.
     ids: Grouped | None
 
@@ -89,7 +89,7 @@ def prepare_wallet(decisions: pa.Table, by_round: bool = False) -> Wallet:
 
 
 def _encode_ids(wallet: Grouped, export: pa.Table) -> _Ids:
-    """The one hash pass over the ids, a bucket at a time (:mod:`compare.idcodes`):
+    """The one hash pass over the ids, a partition at a time (:mod:`compare.idcodes`):
     every row's transaction id (not only the money rows: no copy, and the codes
     serve the row-level checks too), the refund references, and the export's."""
     exported = group(
@@ -556,7 +556,7 @@ def diff(
         wallet = prepare_wallet(decisions, by_round)
     # What needs no ids (the export's currency, status and event codes:
     # :class:`_ByRow`; the row checks' passes over every decision: :class:`_RowPasses`)
-    # is made beside the id hash (itself on two threads, a bucket at a time:
+    # is made beside the id hash (itself on two threads, a partition at a time:
     # compare.idcodes), one after the other on one more thread.
     with ThreadPoolExecutor(1, thread_name_prefix="compare-rows") as pool:
         side = pool.submit(_ByRow.of, wallet.rows, export)

@@ -1,4 +1,4 @@
-"""compare.idcodes: codes hashed a bucket at a time are the codes of one hash pass."""
+"""compare.idcodes: codes numbered a partition at a time are the codes of one hash pass."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compare import idcodes
-from compare.idcodes import BUCKETS, bucket_codes, bucket_of, encode_groups, group
+from compare import idkernels
+from compare.idcodes import PARTITIONS, bucket_codes, encode_groups, group
 
 
 def _reference(*arrays: pa.Array | pa.ChunkedArray) -> list[np.ndarray]:
@@ -37,18 +37,32 @@ def _assert_same_partition(got: list[np.ndarray], keys: int, want: list[np.ndarr
     assert sorted({g for _, g in pairs}) == list(range(keys))
 
 
-ids = st.lists(st.one_of(st.none(), st.text(max_size=6)), max_size=40)
+# Short ids, ids of 7, 8 and 15, 16 bytes (where the key's width changes), NUL bytes
+# (which the zero padding must not confuse with shorter ids), and a long one.
+ids = st.lists(
+    st.one_of(
+        st.none(),
+        st.text(max_size=6),
+        st.text(alphabet="ab\x00", min_size=6, max_size=17),
+        st.sampled_from(["x" * 247, "x" * 248, "x" * 300]),
+    ),
+    max_size=40,
+)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(ids, min_size=1, max_size=4), st.integers(1, 2), st.integers(1, 16))
+@settings(max_examples=80, deadline=None)
+@given(st.lists(ids, min_size=1, max_size=4), st.integers(1, 2), st.booleans())
 def test_codes_name_the_same_ids_as_one_dictionary(
-    chunks: list[list[str | None]], threads: int, group: int
+    chunks: list[list[str | None]], threads: int, apart: bool
 ) -> None:
     wallet = pa.chunked_array([pa.array(c, pa.string()) for c in chunks], pa.string())
     export = pa.array([v for c in reversed(chunks) for v in c], pa.string())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(idcodes, "GROUP_ROWS", group)
+    if apart:  # grouped one side at a time, as the diff does
+        first = group(wallet, threads=threads)
+        got, keys = encode_groups(
+            first, group(export, start=first.end, threads=threads), threads=threads
+        )
+    else:
         got, keys = bucket_codes(wallet, export, threads=threads)
     assert [len(c) for c in got] == [len(wallet), len(export)]
     want = _reference(wallet, export)
@@ -58,8 +72,7 @@ def test_codes_name_the_same_ids_as_one_dictionary(
     assert [c.tolist() for c in got] == [c.tolist() for c in want]
 
 
-def test_all_null_and_sliced_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(idcodes, "GROUP_ROWS", 3)
+def test_all_null_and_sliced_inputs() -> None:
     sliced = pa.array(["x", "a", "b", "a", None, "ccccc", "b"]).slice(1, 5)
     nulls = pa.chunked_array([pa.nulls(4, pa.string()), pa.array(["b", None, "zz"])])
     got, keys = bucket_codes(sliced, nulls, pa.nulls(3, pa.string()), pa.array([], pa.string()))
@@ -70,21 +83,29 @@ def test_all_null_and_sliced_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert got[0].tolist() == [0, 1, 0, -1, 2] and got[1].tolist() == [-1] * 4 + [1, -1, 3]
 
 
-def test_ids_that_end_alike_share_buckets_but_keep_their_codes() -> None:
-    same_end = pa.array([f"{i}-bet" for i in range(500)] * 2)
-    got, keys = bucket_codes(same_end)
-    assert keys == 500
-    assert (got[0][:500] == got[0][500:]).all()
-    assert len(set(got[0][:500].tolist())) == 500
+def test_ids_seen_again_keep_their_first_codes() -> None:
+    same = pa.array([f"{i}-bet" for i in range(5000)] * 2)
+    got, keys = bucket_codes(same)
+    assert keys == 5000
+    assert got[0][:5000].tolist() == list(range(5000)) and (got[0][:5000] == got[0][5000:]).all()
 
 
-def test_bucket_of_depends_on_the_string_only() -> None:
-    values = ["", "a", "ab", "abcd", "zzabcd", "t1234567", "t1234567"]
-    alone = [int(bucket_of(pa.array([v]))[0]) for v in values]
-    together = bucket_of(pa.array(["pad"] + values).slice(1)).tolist()
-    assert alone == together
-    assert together[-1] == together[-2]
-    assert all(0 <= b < BUCKETS for b in together)
+def test_a_side_with_longer_ids_rewrites_the_other() -> None:
+    wallet = group(pa.array(["a", "bb", "a"]))
+    export = group(pa.array(["bb", "c" * 20, "a"]), start=wallet.end)
+    assert wallet.words is not None and wallet.words.shape[1] == 1
+    got, keys = encode_groups(wallet, export)
+    assert keys == 3 and [c.tolist() for c in got] == [[0, 1, 0], [1, 2, 0]]
+
+
+def test_large_strings_and_empty_inputs() -> None:
+    large = pa.array(["q", "", "q", None], pa.large_string())
+    got, keys = bucket_codes(large, pa.array([], pa.string()), pa.array([""]))
+    assert keys == 2 and [c.tolist() for c in got] == [[0, 1, 0, -1], [], [1]]
+    assert bucket_codes() == ([], 0)
+    none, keys = bucket_codes(pa.nulls(3, pa.string()))
+    assert keys == 0 and none[0].tolist() == [-1, -1, -1]
+    assert PARTITIONS == 2**idkernels.PARTITION_BITS
 
 
 def test_encoding_consumes_the_groups_ids() -> None:
@@ -92,8 +113,8 @@ def test_encoding_consumes_the_groups_ids() -> None:
     export = group(pa.array(["b", "c"]), start=wallet.end)
     got, keys = encode_groups(wallet, export)
     assert keys == 3 and [c.tolist() for c in got] == [[0, 1, 0], [1, 2]]
-    # The reordered copies are gone (their memory is what the renumbering reuses) ...
-    assert all(g.strings is None for part in (wallet, export) for g in part.groups)
+    # The key words are gone (their memory is what the arrays made next reuse) ...
+    assert wallet.words is None and export.words is None
     # ... so a second encoding of the same parts is refused, not wrong.
     with pytest.raises(ValueError, match="encoded already"):
         encode_groups(wallet, export)

@@ -1,0 +1,225 @@
+"""The compiled loops of :mod:`compare.idcodes` (numba): hashing, partitioning, numbering.
+
+Each id is read straight from its Arrow buffers (offsets, bytes, validity bits)
+and written once into its partition as fixed-width words: its bytes, zero
+padded, with its length in the last word.  Equal ids have equal words and
+different ids different words, so the numbering compares words, exactly, and
+never trusts a hash.  Every function releases the GIL (``nogil``): the callers
+run them on two threads.  Compiled code is cached on disk (``cache=True``): the
+first comparison on a machine compiles it, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+
+__all__ = [
+    "PARTITION_BITS",
+    "count",
+    "key_words",
+    "number",
+    "scatter",
+    "spread",
+    "sweep",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: 1024 partitions: ten million distinct ids make tables of ~10,000 keys, which stay
+#: in the cache while their partition is numbered.
+PARTITION_BITS = 10
+_SHIFT = np.uint64(64 - PARTITION_BITS)
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+#: The first row of a key, marked in the codes until :func:`sweep` numbers it.
+FIRST = -2
+
+
+def _kernel(fn: F) -> F:
+    return cast(F, numba.njit(nogil=True, cache=True)(fn))
+
+
+def _inline(fn: F) -> F:
+    return cast(F, numba.njit(inline="always", cache=True)(fn))
+
+
+def key_words(longest: int) -> int:
+    """Words per key for ids of up to ``longest`` bytes: the bytes, and room for the
+    length in the last byte (a whole last word for ids of 248 bytes and more)."""
+    return longest // 8 + 1 if longest < 248 else longest // 8 + 2
+
+
+@_inline
+def _mix(h: np.uint64) -> np.uint64:
+    h ^= h >> np.uint64(30)
+    h *= _M2
+    h ^= h >> np.uint64(27)
+    h *= _M3
+    h ^= h >> np.uint64(31)
+    return h
+
+
+@_inline
+def _partition(data: np.ndarray, a: int, b: int) -> np.uint64:
+    """The partition of the bytes ``a..b``: a hash of them and their length, the same
+    whatever the key width."""
+    h = np.uint64(b - a) * _M1
+    j = a
+    while j < b:
+        w = np.uint64(0)
+        for t in range(j, min(j + 8, b)):
+            w |= np.uint64(data[t]) << np.uint64(8 * (t - j))
+        h = _mix(h ^ w) + _M1
+        j += 8
+    return _mix(h) >> _SHIFT
+
+
+@_inline
+def _valid(bits: np.ndarray, bit0: int, has_nulls: bool, i: int) -> bool:
+    if not has_nulls:
+        return True
+    k = bit0 + i
+    return bool((bits[k >> 3] >> (k & 7)) & 1)
+
+
+@_kernel
+def count(
+    offsets: np.ndarray, data: np.ndarray, bits: np.ndarray, bit0: int, has_nulls: bool,
+    counts: np.ndarray,
+) -> int:  # fmt: skip
+    """Add the chunk's ids to ``counts`` (per partition); returns its longest id's length."""
+    longest = 0
+    for i in range(len(offsets) - 1):
+        if _valid(bits, bit0, has_nulls, i):
+            a, b = offsets[i], offsets[i + 1]
+            longest = max(longest, b - a)
+            counts[_partition(data, a, b)] += 1
+    return longest
+
+
+@_kernel
+def scatter(
+    offsets: np.ndarray, data: np.ndarray, bits: np.ndarray, bit0: int, has_nulls: bool,
+    row0: int, cursor: np.ndarray, words: np.ndarray, rows: np.ndarray,
+) -> None:  # fmt: skip
+    """Write the chunk's ids (as key words) and rows (from ``row0``) at their partitions'
+    cursors: rows stay in ascending order within a partition."""
+    width = words.shape[1]
+    long = width >= 32  # see key_words: short keys have at most 31 words
+    for i in range(len(offsets) - 1):
+        if not _valid(bits, bit0, has_nulls, i):
+            continue
+        a, b = offsets[i], offsets[i + 1]
+        p = _partition(data, a, b)
+        e = cursor[p]
+        cursor[p] = e + 1
+        for w in range(width):
+            word = np.uint64(0)
+            start = a + 8 * w
+            for t in range(start, min(start + 8, b)):
+                word |= np.uint64(data[t]) << np.uint64(8 * (t - start))
+            words[e, w] = word
+        if long:
+            words[e, width - 1] = np.uint64(b - a)
+        else:
+            words[e, width - 1] |= np.uint64(b - a) << np.uint64(56)
+        rows[e] = row0 + i
+
+
+@_inline
+def _slot(words: np.ndarray, e: int) -> np.uint64:
+    h = np.uint64(0)
+    for w in range(words.shape[1]):
+        h = _mix(h ^ words[e, w] ^ _M1)
+    return h
+
+
+@_inline
+def _insert(
+    words: np.ndarray, rows: np.ndarray, local: np.ndarray, lo: int, hi: int,
+    table: np.ndarray, mask: np.uint64, keys: np.ndarray, firsts: np.ndarray, base: int,
+    n: int, codes: np.ndarray,
+) -> int:  # fmt: skip
+    width = words.shape[1]
+    for e in range(lo, hi):
+        s = _slot(words, e) & mask
+        while True:
+            c = table[s]
+            if c < 0:
+                table[s] = n
+                for w in range(width):
+                    keys[n, w] = words[e, w]
+                firsts[base + n] = rows[e]
+                codes[rows[e]] = FIRST
+                local[e] = n
+                n += 1
+                break
+            same = True
+            for w in range(width):
+                if keys[c, w] != words[e, w]:
+                    same = False
+                    break
+            if same:
+                local[e] = c
+                break
+            s = (s + np.uint64(1)) & mask
+    return n
+
+
+@_kernel
+def number(
+    p0: int, p1: int, bounds: np.ndarray,
+    words0: np.ndarray, rows0: np.ndarray, local0: np.ndarray,
+    words1: np.ndarray, rows1: np.ndarray, local1: np.ndarray,
+    table: np.ndarray, keys: np.ndarray, firsts: np.ndarray, counts: np.ndarray,
+    codes: np.ndarray,
+) -> None:  # fmt: skip
+    """Number the keys of partitions ``p0..p1`` of both sides (side 0's rows come first)
+    in order of first appearance: ``local`` gets each entry's number within its
+    partition, ``firsts`` each key's first row, ``counts`` the partition's keys, and
+    ``codes`` FIRST at every first row.  ``table`` and ``keys`` are scratch space."""
+    for p in range(p0, p1):
+        lo0, hi0, lo1, hi1 = bounds[0, p], bounds[0, p + 1], bounds[1, p], bounds[1, p + 1]
+        size = 16
+        while size < 2 * ((hi0 - lo0) + (hi1 - lo1)):
+            size *= 2
+        table[:size] = -1
+        mask = np.uint64(size - 1)
+        base = lo0 + lo1
+        n = _insert(words0, rows0, local0, lo0, hi0, table, mask, keys, firsts, base, 0, codes)
+        n = _insert(words1, rows1, local1, lo1, hi1, table, mask, keys, firsts, base, n, codes)
+        counts[p] = n
+
+
+@_kernel
+def sweep(codes: np.ndarray) -> int:
+    """Give the first rows, in row order, the codes 0, 1, 2...; returns how many."""
+    k = 0
+    for r in range(len(codes)):
+        if codes[r] == FIRST:
+            codes[r] = k
+            k += 1
+    return k
+
+
+@_kernel
+def spread(
+    p0: int, p1: int, bounds: np.ndarray, rows0: np.ndarray, local0: np.ndarray,
+    rows1: np.ndarray, local1: np.ndarray, firsts: np.ndarray, counts: np.ndarray,
+    scratch: np.ndarray, codes: np.ndarray,
+) -> None:  # fmt: skip
+    """Every row of partitions ``p0..p1`` gets the code its key's first row got."""
+    for p in range(p0, p1):
+        lo0, hi0, lo1, hi1 = bounds[0, p], bounds[0, p + 1], bounds[1, p], bounds[1, p + 1]
+        base = lo0 + lo1
+        for c in range(counts[p]):
+            scratch[c] = codes[firsts[base + c]]
+        for e in range(lo0, hi0):
+            codes[rows0[e]] = scratch[local0[e]]
+        for e in range(lo1, hi1):
+            codes[rows1[e]] = scratch[local1[e]]
