@@ -21,6 +21,7 @@ from wallet_core.errors import ConfigError
 
 from .columnmap import parse_column_map
 from .diff import DiffResult, Wallet, diff, prepare_wallet
+from .idcodes import load_kernels
 from .memory import hand_back, reuse_freed_pages
 from .options import CompareOptions, parse_compare_options
 from .rows import load_decisions
@@ -47,12 +48,16 @@ def load_inputs(
         cmap = parse_column_map(config.sections.get("settlement"))
         return load_settlement(settlement, config.currencies, cmap, defer_id_check=True)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="load-export") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="load-export") as pool:
         pending = pool.submit(export)
+        # The id hash's compiled loops, loaded while the files are read (prepare_wallet's
+        # first call would otherwise wait for them).
+        kernels = pool.submit(load_kernels)
         # pyarrow imports pandas at its first conversion of a Python list (~0.2 s): here,
         # on the thread with time to spare, not the export's, the longer of the two.
         importlib.import_module("pandas")
         table = load_decisions(decisions)
+        kernels.result()
         wallet = prepare_wallet(table, by_round=_by_round(config))
         return table, pending.result(), wallet
 
