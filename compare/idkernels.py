@@ -11,11 +11,10 @@ first comparison on a machine compiles it, once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
-
-import numba
 import numpy as np
+
+from .jit import inline as _inline
+from .jit import kernel as _kernel
 
 __all__ = [
     "PARTITION_BITS",
@@ -27,8 +26,6 @@ __all__ = [
     "sweep",
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 #: 1024 partitions: ten million distinct ids make tables of ~10,000 keys, which stay
 #: in the cache while their partition is numbered.
 PARTITION_BITS = 10
@@ -38,14 +35,6 @@ _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
 #: The first row of a key, marked in the codes until :func:`sweep` numbers it.
 FIRST = -2
-
-
-def _kernel(fn: F) -> F:
-    return cast(F, numba.njit(nogil=True, cache=True)(fn))
-
-
-def _inline(fn: F) -> F:
-    return cast(F, numba.njit(inline="always", cache=True)(fn))
 
 
 def key_words(longest: int) -> int:

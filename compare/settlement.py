@@ -28,6 +28,7 @@ from wallet_core.errors import InputError
 from wallet_core.money import CurrencyTable, MoneyError, parse_amount
 
 from .columnmap import ColumnMap
+from .fastcsv import read_reference_csv
 from .rows import DICTIONARY_TYPE, by_value, dictionary_codes
 
 __all__ = ["EXPORT_SCHEMA", "Settlement", "SettlementError", "load_settlement"]
@@ -479,6 +480,9 @@ def load_settlement(
     Exports per round are always checked here.
     """
     cmap = cmap or ColumnMap()
+    fast = _reference_csv(Path(path).resolve(), cmap, currencies, defer_id_check)
+    if fast is not None:
+        return fast
     src = _skip_statuses(_read(Path(path).resolve(), cmap), cmap)
     if cmap.layout == "rounds":
         return _rounds_to_rows(src, cmap, currencies)
@@ -534,6 +538,40 @@ def load_settlement(
     return Settlement(
         Path(path).resolve(), table, "transaction", check_ids if defer_id_check else None
     )
+
+
+def _reference_csv(
+    path: Path, cmap: ColumnMap, currencies: CurrencyTable, defer_id_check: bool
+) -> Settlement | None:
+    """The export read by :func:`compare.fastcsv.read_reference_csv`, when it is the
+    reference CSV in its strict form; None: the careful loader must read it."""
+    if cmap != ColumnMap() or path.suffix.lower() in (".parquet", ".pq") or not path.is_file():
+        return None
+    names, plain = _header(path, cmap)
+    parsed = read_reference_csv(path, names, currencies) if plain else None
+    if parsed is None:
+        return None
+    n = parsed.rows
+    txid = parsed.texts["transaction_id"]
+    check_ids = _id_check(_Source(path, pa.table({}), 2, True, names=names), txid, "transaction_id")
+    if not defer_id_check:
+        check_ids()
+    table = _export_table(
+        [
+            txid,
+            parsed.texts["round_id"],
+            parsed.texts["player_id"],
+            pa.nulls(n, pa.string()),
+            parsed.event,
+            pa.array(parsed.amount, pa.int64()),
+            parsed.currency,
+            parsed.status,
+            parsed.settled,
+            parsed.texts["ref_transaction_id"],
+            pa.array(np.arange(2, 2 + n, dtype=np.int64)),
+        ]
+    )
+    return Settlement(path, table, "transaction", check_ids if defer_id_check else None)
 
 
 def _rounds_to_rows(src: _Source, cmap: ColumnMap, currencies: CurrencyTable) -> Settlement:
