@@ -26,9 +26,12 @@ __all__ = [
     "sweep",
 ]
 
-#: 1024 partitions: ten million distinct ids make tables of ~10,000 keys, which stay
-#: in the cache while their partition is numbered.
-PARTITION_BITS = 10
+#: 256 partitions: ten million distinct ids make tables of ~40,000 keys (L2, L3 at worst)
+#: while a partition is numbered.  More partitions make smaller tables but a slower
+#: :func:`scatter`: every partition's write position is on a page of its own, and on a
+#: virtual machine each miss in the TLB walks two page tables (at 10M ids, 1024
+#: partitions: scatter 0.45 s, 256: 0.27 s, one thread; 64: numbering 50-90 % slower).
+PARTITION_BITS = 8
 _SHIFT = np.uint64(64 - PARTITION_BITS)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
