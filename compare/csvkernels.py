@@ -17,7 +17,7 @@ import numpy as np
 
 from .jit import inline, kernel
 
-__all__ = ["ROLES", "count_lines", "parse"]
+__all__ = ["ROLES", "parse"]
 
 #: What the parser does with each column, by the reference field it holds.
 ROLES = {
@@ -34,16 +34,6 @@ ROLES = {
 _SKIP, _EVENT, _STATUS, _CURRENCY, _AMOUNT, _SETTLED = 0, 5, 6, 7, 8, 9
 _QUOTE, _COMMA, _LF, _CR = 34, 44, 10, 13
 _US = 1_000_000
-
-
-@kernel
-def count_lines(buf: np.ndarray, lo: int, hi: int) -> int:
-    """Line feeds in ``buf[lo:hi]``."""
-    n = 0
-    for i in range(lo, hi):
-        if buf[i] == _LF:
-            n += 1
-    return n
 
 
 @inline
@@ -199,17 +189,18 @@ def _text(
 
 @kernel
 def parse(
-    buf: np.ndarray, lo: int, hi: int, roles: np.ndarray, rows: int, row0: int,
+    buf: np.ndarray, lo: int, hi: int, roles: np.ndarray, rows: int,
     texts: tuple[np.ndarray, ...], offsets: np.ndarray, valid: np.ndarray,
     names: np.ndarray, lengths: np.ndarray, exps: np.ndarray,
     event: np.ndarray, status: np.ndarray, currency: np.ndarray, amount: np.ndarray,
     settled: np.ndarray, timed: np.ndarray,
-) -> int:  # fmt: skip
-    """Parse the ``rows`` rows of ``buf[lo:hi]``; returns -1, or the first row it refuses.
+) -> tuple[int, int]:  # fmt: skip
+    """Parse the rows of ``buf[lo:hi]`` (room for ``rows``); returns (-1, the rows), or
+    (the first row it refuses, 0).
 
-    Text cells go to ``texts[k]`` / ``offsets[k]`` / ``valid[k]`` (k = role - 1, rows
-    from 0); the others to the row arrays at ``row0 + row``.  ``names[g]`` and
-    ``lengths[g]`` spell the events (g = 0), statuses (1) and currencies (2).
+    Text cells go to ``texts[k]`` / ``offsets[k]`` / ``valid[k]`` (k = role - 1); the
+    others to the row arrays.  ``names[g]`` and ``lengths[g]`` spell the events (g = 0),
+    statuses (1) and currencies (2).
     """
     ncols = len(roles)
     i = lo
@@ -217,7 +208,7 @@ def parse(
     last, minute = -1, 0  # the time before, and the seconds to its minute
     while i < hi:
         if r >= rows:
-            return r
+            return r, 0
         am_a, am_b, cur = -1, -1, -1
         for c in range(ncols):
             if i < hi and buf[i] == _QUOTE:
@@ -225,10 +216,10 @@ def parse(
                 j = a
                 while j < hi and buf[j] != _QUOTE:
                     if buf[j] == _LF or buf[j] == _CR:
-                        return r
+                        return r, 0
                     j += 1
                 if j >= hi:
-                    return r
+                    return r, 0
                 b = j
                 i = j + 1
             else:
@@ -239,42 +230,42 @@ def parse(
                     if ch == _COMMA or ch == _LF or ch == _CR:
                         break
                     if ch == _QUOTE:
-                        return r
+                        return r, 0
                     j += 1
                 b = j
                 i = j
             if c < ncols - 1:
                 if i >= hi or buf[i] != _COMMA:
-                    return r
+                    return r, 0
                 i += 1
             else:
                 if i < hi and buf[i] == _CR:
                     i += 1
                 if i >= hi or buf[i] != _LF:
-                    return r
+                    return r, 0
                 i += 1
             role = roles[c]
-            at = row0 + r
+            at = r
             if role == _SKIP:
                 continue
             if role <= 4:
                 k = role - 1
                 if not _text(buf, a, b, r, texts[k], offsets[k], valid[k]):
-                    return r
+                    return r, 0
                 if role == 1 and b == a:
-                    return r  # an empty transaction id: the careful loader names it
+                    return r, 0  # an empty transaction id: the careful loader names it
             elif role == _EVENT:
                 event[at] = _lookup(buf, a, b, names[0], lengths[0])
                 if event[at] < 0:
-                    return r
+                    return r, 0
             elif role == _STATUS:
                 status[at] = _lookup(buf, a, b, names[1], lengths[1])
                 if status[at] < 0:
-                    return r
+                    return r, 0
             elif role == _CURRENCY:
                 cur = _lookup(buf, a, b, names[2], lengths[2])
                 if cur < 0:
-                    return r
+                    return r, 0
                 currency[at] = cur
             elif role == _AMOUNT:
                 am_a, am_b = a, b
@@ -285,16 +276,16 @@ def parse(
                 else:
                     ok, value, minute = _time(buf, a, b, last, minute)
                     if not ok:
-                        return r
+                        return r, 0
                     last = a
                     timed[at] = 1
                     settled[at] = value
         if am_a >= 0:
             if cur < 0:
-                return r
+                return r, 0
             value = _amount(buf, am_a, am_b, exps[cur])
             if value < 0:
-                return r
-            amount[row0 + r] = value
+                return r, 0
+            amount[r] = value
         r += 1
-    return -1 if r == rows else r
+    return -1, r

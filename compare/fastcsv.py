@@ -53,11 +53,11 @@ class Parsed:
 
     rows: int
     texts: dict[str, pa.ChunkedArray]  # the fields of TEXTS
-    event: pa.Array
-    status: pa.Array
-    currency: pa.Array
-    amount: np.ndarray
-    settled: pa.Array
+    event: pa.ChunkedArray
+    status: pa.ChunkedArray
+    currency: pa.ChunkedArray
+    amount: pa.ChunkedArray
+    settled: pa.ChunkedArray
 
 
 def read_reference_csv(
@@ -83,48 +83,90 @@ def _parse(
     if not len(buf) or buf[header_end] != 10 or buf[-1] != 10:
         return None  # no line break after the header, or none at the end of the file
     runs = _runs(buf, header_end + 1)
-    counts = _map(lambda run: int(K.count_lines(buf, run[0], run[1])), runs, threads)
-    n = sum(counts)
-    if n == 0:
-        return None
-    firsts = np.cumsum([0] + counts).tolist()
     codes = currencies.codes()
     spelled = _spellings([list(EVENTS), list(STATUSES), codes])
     exps = np.array([currencies.exponent(c) for c in codes], np.int64)
-    event, status, currency = (np.empty(n, np.int32) for _ in range(3))
-    amount = np.empty(n, np.int64)
-    settled = np.empty(n, np.int64)
-    has_time = np.empty(n, np.uint8)
+    # No row is shorter than its separators and the shortest text of each field that
+    # must not be empty: arrays of (run bytes // that) rows hold every row of a run.
+    # Rows are not counted first (a pass over the file); the room left unused is pages
+    # never touched, which cost nothing.
+    shortest = len(names) + 1 + min(len(c) for c in codes)
+    shortest += min(map(len, EVENTS)) + min(map(len, STATUSES))  # + id and amount, >= 1
 
-    def parse(i: int) -> tuple[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    def parse(i: int) -> tuple[int, _Run]:
         lo, hi = runs[i]
-        rows = counts[i]
-        # Each text column gets room for the whole run (untouched pages cost nothing).
-        texts = tuple(np.empty(hi - lo, np.uint8) for _ in TEXTS)
-        offsets = np.zeros((len(TEXTS), rows + 1), np.int32)
-        valid = np.zeros((len(TEXTS), rows), np.uint8)
-        refused = K.parse(
-            buf, lo, hi, roles, rows, firsts[i], texts, offsets, valid, spelled[0],
-            spelled[1], exps, event, status, currency, amount, settled, has_time,
+        room = (hi - lo) // shortest + 1
+        offsets = np.empty((len(TEXTS), room + 1), np.int32)  # not zeros: not touched
+        offsets[:, 0] = 0
+        run = _Run(
+            tuple(np.empty(hi - lo, np.uint8) for _ in TEXTS),
+            offsets,
+            np.empty((len(TEXTS), room), np.uint8),
+            np.empty((3, room), np.int32),
+            np.empty((2, room), np.int64),
+            np.empty(room, np.uint8),
+        )
+        refused, rows = K.parse(
+            buf, lo, hi, roles, room, run.texts, run.offsets, run.valid, spelled[0],
+            spelled[1], exps, run.codes[0], run.codes[1], run.codes[2], run.numbers[0],
+            run.numbers[1], run.timed,
         )  # fmt: skip
-        return int(refused), [(texts[k], offsets[k], valid[k]) for k in range(len(TEXTS))]
+        return (-1 if refused < 0 else int(refused)), run.cut(int(rows))
 
     parsed = _map(parse, list(range(len(runs))), threads)
     if any(refused >= 0 for refused, _ in parsed):
         return None
+    done = [run for _, run in parsed]
+    n = sum(run.rows for run in done)
+    if n == 0:
+        return None
     texts = {
-        name: pa.chunked_array([_strings(*columns[k]) for _, columns in parsed], pa.string())
+        name: pa.chunked_array([_strings(*run.text(k)) for run in done], pa.string())
         for k, name in enumerate(TEXTS)
     }
+
+    def chunked(make: Callable[[_Run], pa.Array]) -> pa.ChunkedArray:
+        return pa.chunked_array([make(run) for run in done])
+
     return Parsed(
         n,
         texts,
-        _dictionary(event, EVENTS),
-        _dictionary(status, STATUSES),
-        _dictionary(currency, codes),
-        amount,
-        _times(settled, has_time),
+        chunked(lambda run: _dictionary(run.codes[0], EVENTS)),
+        chunked(lambda run: _dictionary(run.codes[1], STATUSES)),
+        chunked(lambda run: _dictionary(run.codes[2], codes)),
+        chunked(lambda run: pa.array(run.numbers[0])),
+        chunked(lambda run: _times(run.numbers[1], run.timed)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What :func:`compare.csvkernels.parse` writes for a run of rows (room for more)."""
+
+    texts: tuple[np.ndarray, ...]
+    offsets: np.ndarray  # per text field, rows + 1
+    valid: np.ndarray  # per text field
+    codes: np.ndarray  # event, status, currency
+    numbers: np.ndarray  # amount, settled_at
+    timed: np.ndarray  # settled_at present
+
+    @property
+    def rows(self) -> int:
+        return len(self.timed)
+
+    def cut(self, rows: int) -> _Run:
+        """The run's arrays cut to the rows it has (views)."""
+        return _Run(
+            self.texts,
+            self.offsets[:, : rows + 1],
+            self.valid[:, :rows],
+            self.codes[:, :rows],
+            self.numbers[:, :rows],
+            self.timed[:rows],
+        )
+
+    def text(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.texts[k], self.offsets[k], self.valid[k]
 
 
 def _runs(buf: np.ndarray, start: int) -> list[tuple[int, int]]:

@@ -563,7 +563,7 @@ def _reference_csv(
             parsed.texts["player_id"],
             pa.nulls(n, pa.string()),
             parsed.event,
-            pa.array(parsed.amount, pa.int64()),
+            parsed.amount,
             parsed.currency,
             parsed.status,
             parsed.settled,

@@ -76,7 +76,7 @@ def test_the_reference_csv_is_read_in_one_pass_as_the_careful_loader_reads_it(
     path = write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
     parsed = read_reference_csv(path, NAMES, CurrencyTable(), threads=2)
     assert parsed is not None and parsed.rows == 5
-    assert parsed.amount.tolist() == [1000, 50, 3, 0, 70]
+    assert parsed.amount.to_pylist() == [1000, 50, 3, 0, 70]
     fast = loaded(path)
     assert not isinstance(fast, str)
     assert fast.table.column("line").to_pylist() == [2, 3, 4, 5, 6]
