@@ -577,25 +577,27 @@ def diff(
     sides = _Sides(rows, export, by_round, encoded, by_row, check)
     del encoded, by_row
     notes: dict[str, int] = {}
-    findings = _export_rules(sides, opts, notes) if settlement is not None else []
-    sides.forget_rule_inputs()
+    # The row checks need the ids' codes and nothing of the export: they run beside the
+    # rules (long numpy passes, which leave the interpreter to them) and make_all.
+    with ThreadPoolExecutor(1, thread_name_prefix="compare-row-checks") as pool:
+        checks = pool.submit(_row_checks, rows, opts, passes)
+        findings = _export_rules(sides, opts, notes) if settlement is not None else []
+        sides.forget_rule_inputs()
+        hand_back()
+        mk = _Maker(rows, sides, export, currencies)
+        out = mk.make_all(findings)
+        both = sides.in_w & sides.in_e
+        coverage = {
+            "captured": rows.n,
+            "decided": rows.n,
+            "matched": int(both.sum()),
+            "unmatched_wallet": int((sides.in_w & ~sides.in_e).sum()),
+            "unmatched_export": int((~sides.in_w & sides.in_e).sum()),
+        }
+        del both
+        sides.forget_keys()
+        row_findings, within, live_notes = checks.result()
     hand_back()
-    mk = _Maker(rows, sides, export, currencies)
-    out = mk.make_all(findings)
-    both = sides.in_w & sides.in_e
-    coverage = {
-        "captured": rows.n,
-        "decided": rows.n,
-        "matched": int(both.sum()),
-        "unmatched_wallet": int((sides.in_w & ~sides.in_e).sum()),
-        "unmatched_export": int((~sides.in_w & sides.in_e).sum()),
-    }
-    del both
-    sides.forget_keys()
-    hand_back()
-    # (Run beside make_all, the row checks took longer than both in turn: make_all is
-    # Python objects, holding the interpreter, and the checks many short numpy passes.)
-    row_findings, within, live_notes = _row_checks(rows, opts, passes)
     notes["late_within_window"] = notes.get("late_within_window", 0) + within
     out.extend(mk.from_rows(row_findings))
     notes.update(live_notes)
