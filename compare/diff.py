@@ -34,6 +34,7 @@ from wallet_core.money import CurrencyTable, format_amount
 
 from .divergence import Divergence, Kind
 from .idcodes import Grouped, encode_groups, group
+from .keykernels import wallet_keys
 from .live import LiveAnswers, RowFinding, live_findings
 from .memory import hand_back
 from .options import CompareOptions
@@ -160,7 +161,7 @@ class _Sides:
             assert ids is not None  # given for transaction ids (see diff)
             (tx, ref, ek, erk), k = ids
             del ids
-            rows.tx = tx
+            rows.tx, refs = tx, ref
             wk, wrk = tx[self.money_idx], ref[self.money_idx]
             # Not kept (ten million ids): a key with a finding is on a wallet row or an
             # export row, which name it (see :meth:`name`).
@@ -172,15 +173,20 @@ class _Sides:
         # GIL, and each side faults in its own fresh pages (most of their cost).
         with ThreadPoolExecutor(1, thread_name_prefix="compare-keys") as pool:
             export_side = pool.submit(self._export_side, ek, erk, by_row, width)
-            self._wallet_side(rows, by_round, by_row, width)
+            self._wallet_side(rows, by_round, by_row, width, None if by_round else refs)
             export_side.result()
         if check_ids is not None and int(np.count_nonzero(self.in_e)) < len(ek):
             check_ids()  # a repeated export id: the load's own error
 
-    def _wallet_side(self, rows: Rows, by_round: bool, by_row: _ByRow, width: type) -> None:
+    def _wallet_side(
+        self, rows: Rows, by_round: bool, by_row: _ByRow, width: type, refs: np.ndarray | None
+    ) -> None:
         # Per-key arrays as narrow as their values allow (int32 counts and rows, int8
         # codes): at ten million keys each int64 array is 80 MB of the peak.
         k, wk, wrk = self.n, self.wk, self.wrk
+        if not by_round and refs is not None and rows.tx is not None:
+            self._wallet_keys(rows, by_row, width, rows.tx, refs)
+            return
         ev = rows.event[self.money_idx]
         moved = rows.moved()[self.money_idx]
         ok = rows.ok[self.money_idx]
@@ -209,6 +215,26 @@ class _Sides:
         self.refund_moved = _counts(wrk[refunds & moved], k)
         # Refunds the wallet accepted, money moved or not: a tombstone names its bet here.
         self.refund_seen = _counts(wrk[refunds & ok], k)
+        self.in_w = self.recv > 0
+
+    def _wallet_keys(
+        self, rows: Rows, by_row: _ByRow, width: type, tx: np.ndarray, refs: np.ndarray
+    ) -> None:
+        """The same per-key arrays, made in one compiled pass (:mod:`compare.keykernels`)."""
+        k = self.n
+        self.recv, self.movedc = np.zeros(k, np.int32), np.zeros(k, np.int32)
+        self.refund_moved, self.refund_seen = np.zeros(k, np.int32), np.zeros(k, np.int32)
+        self.ok = np.zeros(k, bool)
+        self.first = np.full(k, -1, width)
+        self.w_amount = np.empty(k, rows.amount.dtype)
+        self.w_captured = np.empty(k, rows.captured.dtype)
+        self.w_cur = np.empty(k, by_row.w_cur.dtype)
+        wallet_keys(
+            self.money_idx, tx, refs, rows.event, rows.applied, rows.ok, rows.no_money,
+            rows.amount, rows.captured, by_row.w_cur, REFUND, NO_TIME, self.recv, self.ok,
+            self.movedc, self.first, self.refund_moved, self.refund_seen, self.w_amount,
+            self.w_captured, self.w_cur,
+        )  # fmt: skip
         self.in_w = self.recv > 0
 
     def _export_side(self, ek: np.ndarray, erk: np.ndarray, by_row: _ByRow, width: type) -> None:

@@ -19,6 +19,7 @@ import pyarrow as pa
 from wallet_core.config import WalletConfig
 from wallet_core.errors import ConfigError
 
+from . import keykernels
 from .columnmap import parse_column_map
 from .diff import DiffResult, Wallet, diff, prepare_wallet
 from .idcodes import load_kernels
@@ -52,7 +53,7 @@ def load_inputs(
         pending = pool.submit(export)
         # The id hash's compiled loops, loaded while the files are read (prepare_wallet's
         # first call would otherwise wait for them).
-        kernels = pool.submit(load_kernels)
+        kernels = pool.submit(_load_kernels)
         # pyarrow imports pandas at its first conversion of a Python list (~0.2 s): here,
         # on the thread with time to spare, not the export's, the longer of the two.
         importlib.import_module("pandas")
@@ -60,6 +61,12 @@ def load_inputs(
         kernels.result()
         wallet = prepare_wallet(table, by_round=_by_round(config))
         return table, pending.result(), wallet
+
+
+def _load_kernels() -> None:
+    """The compiled loops the diff calls first, loaded from numba's cache."""
+    load_kernels()
+    keykernels.load()
 
 
 def _by_round(config: WalletConfig) -> bool:
