@@ -476,12 +476,21 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
     return out
 
 
-def _wallet_doubles(rows: Rows) -> list[tuple[int, int, int]]:
+def _wallet_doubles(rows: Rows, movedc: np.ndarray | None = None) -> list[tuple[int, int, int]]:
     """(first row, rows that moved money, amount) of every id the wallet moved twice.
 
-    In the order of their first row (the order of first appearance).
+    In the order of their first row (the order of first appearance).  ``movedc``: the
+    rows that moved money per transaction id's code (``_Sides.movedc``), when known:
+    then only the rows of ids moved twice are looked at (a few, not nine million).
     """
-    moved_idx = np.flatnonzero(rows.moved())
+    moved = rows.moved()
+    if movedc is not None:
+        twice = np.zeros(len(movedc) + 1, bool)  # code -1 reads the last slot, never set
+        twice[np.flatnonzero(movedc > 1)] = True
+        moved &= twice[rows.tx_codes()]
+        del twice
+    moved_idx = np.flatnonzero(moved)
+    del moved
     codes = rows.tx_codes()[moved_idx]
     if not len(codes):
         return []
@@ -527,12 +536,13 @@ class _RowPasses:
 
 
 def _row_checks(
-    rows: Rows, opts: CompareOptions, passes: _RowPasses
+    rows: Rows, opts: CompareOptions, passes: _RowPasses, movedc: np.ndarray | None = None
 ) -> tuple[list[RowFinding], int, dict[str, int]]:
     """The checks that need no export: double moves, late rows, the live answers.
 
     Returns their findings in report order, the late rows inside the retry window,
-    and the live checks' notes.  ``passes``: :meth:`_RowPasses.of` of ``rows``.
+    and the live checks' notes.  ``passes``: :meth:`_RowPasses.of` of ``rows``;
+    ``movedc``: see :func:`_wallet_doubles`.
     """
     found = [
         RowFinding(
@@ -542,7 +552,7 @@ def _row_checks(
             f"the wallet's decisions moved money {count} times",
             wallet=f"moved money {count}x",
         )
-        for first, count, amount in _wallet_doubles(rows)
+        for first, count, amount in _wallet_doubles(rows, movedc)
     ]
     beyond, within = passes.late
     found += [
@@ -606,7 +616,10 @@ def diff(
     # The row checks need the ids' codes and nothing of the export: they run beside the
     # rules (long numpy passes, which leave the interpreter to them) and make_all.
     with ThreadPoolExecutor(1, thread_name_prefix="compare-row-checks") as pool:
-        checks = pool.submit(_row_checks, rows, opts, passes)
+        # Per transaction id, the moves _Sides counted (per round they count otherwise).
+        movedc = None if by_round else sides.movedc
+        checks = pool.submit(_row_checks, rows, opts, passes, movedc)
+        del movedc
         findings = _export_rules(sides, opts, notes) if settlement is not None else []
         sides.forget_rule_inputs()
         hand_back()
