@@ -4,19 +4,20 @@ One ``dictionary_encode`` over twenty million ids (both sides of a comparison)
 builds one hash table of ten million entries: every lookup misses the cache, and
 that was the longest step of a comparison.  Here (the loops are compiled:
 :mod:`compare.idkernels`) each side's ids are first written into
-:data:`~compare.idkernels.PARTITION_BITS` partitions by a hash of their bytes, as
-fixed-width words (the bytes and the length), with their rows; then each
-partition is numbered on its own, its table in the cache, comparing words, so
-equal ids get equal codes and different ids different codes, with no trust in a
-hash.  The partitions are shared between two threads.
+2**:data:`~compare.idkernels.PARTITION_BITS` partitions by a hash of their bytes,
+as fixed-width words (the bytes and the length), and each row's partition is
+noted; then each partition is numbered on its own, its table in the cache,
+comparing words, so equal ids get equal codes and different ids different codes,
+with no trust in a hash.  The partitions are shared between two threads.
 
 Codes follow the order of first appearance across the inputs, as one
 ``dictionary_encode`` of them all would give them: every per-key array the diff
 then builds from rows (a dozen scatters and gathers over ten million keys) walks
 memory in order, about five times faster than over codes scattered across the
 key range.  Within a partition, entries are in row order, so its keys are
-numbered in order of first appearance; across partitions, the first rows are
-marked in the output and numbered by one pass over it.
+numbered in order of first appearance; across partitions, one pass over the rows
+in row order gives each key's first row the next code (a cursor per partition
+finds a row's entry: everything is read and written nearly in order).
 
 A side is partitioned by :func:`group`: the decisions' side while the export
 still loads.  Both sides are numbered together by :func:`encode_groups`.
@@ -41,6 +42,7 @@ PARTITIONS = 1 << K.PARTITION_BITS
 T = TypeVar("T")
 R = TypeVar("R")
 _NO_BITS = np.zeros(1, np.uint8)
+_PART_TYPE = np.uint8 if K.PARTITION_BITS <= 8 else np.uint16
 _NO_BYTES = np.zeros(1, np.uint8)
 
 
@@ -114,7 +116,8 @@ class Grouped:
     #: Entries of partition p: ``bounds[p]:bounds[p + 1]``; rows ascending within each.
     bounds: np.ndarray
     words: np.ndarray | None  # None once numbered (see encode_groups)
-    rows: np.ndarray
+    #: Each row's partition (from ``start``; rows without an id: unset).
+    parts: np.ndarray
 
     @property
     def end(self) -> int:
@@ -130,8 +133,8 @@ class Grouped:
         def write_run(i: int) -> None:
             for c in self.runs[i]:
                 K.scatter(
-                    c.offsets, c.data, c.bits, c.bit0, c.has_nulls, c.row0, cursors[i],
-                    words, self.rows,
+                    c.offsets, c.data, c.bits, c.bit0, c.has_nulls, c.row0 - self.start,
+                    cursors[i], words, self.parts,
                 )  # fmt: skip
 
         _map(write_run, list(range(len(self.runs))), len(self.runs))
@@ -160,7 +163,7 @@ def group(*arrays: pa.Array | pa.ChunkedArray, start: int = 0, threads: int = 2)
         max(n for _, n in counted),
         bounds,
         None,
-        np.empty(int(bounds[-1]), np.int32),
+        np.empty(sum(len(a) for a in arrays), _PART_TYPE),
     )
     part.write(K.key_words(part.longest))
     return part
@@ -205,14 +208,10 @@ def encode_groups(*parts: Grouped, threads: int = 2) -> tuple[list[np.ndarray], 
     first, second = parts[0], parts[1] if len(parts) == 2 else _empty(total, width)
     assert first.words is not None and second.words is not None
     words = [first.words, second.words]  # emptied once numbered, to free them
-    codes = np.full(total, -1, np.int32 if total < 2**31 - 1 else np.int64)
     bounds = np.stack([first.bounds, second.bounds])
-    entries = int(bounds[:, -1].sum())
-    local = [np.empty(len(first.rows), np.int32), np.empty(len(second.rows), np.int32)]
-    firsts = np.empty(entries, np.int32)
+    local = [np.empty(len(first.words), np.int32), np.empty(len(second.words), np.int32)]
     counts = np.zeros(PARTITIONS, np.int64)
     biggest = int((bounds[:, 1:] - bounds[:, :-1]).sum(axis=0).max(initial=0))
-    halves = _halves(bounds, threads)
 
     def number(span: tuple[int, int]) -> None:
         size = 16
@@ -220,30 +219,34 @@ def encode_groups(*parts: Grouped, threads: int = 2) -> tuple[list[np.ndarray], 
             size *= 2
         table, keys = np.empty(size, np.int32), np.empty((max(biggest, 1), width), np.uint64)
         K.number(
-            span[0], span[1], bounds, words[0], first.rows, local[0],
-            words[1], second.rows, local[1], table, keys, firsts, counts, codes,
+            span[0], span[1], bounds, words[0], local[0], words[1], local[1], table, keys,
+            counts,
         )  # fmt: skip
 
-    _map(number, halves, threads)
+    _map(number, _halves(bounds, threads), threads)
     for part in parts:  # numbered: the key words are no longer needed
         part.words = None
     words.clear()
-    keys = int(K.sweep(codes))
-
-    def spread(span: tuple[int, int]) -> None:
-        scratch = np.empty(max(biggest, 1), codes.dtype)
-        K.spread(
-            span[0], span[1], bounds, first.rows, local[0], second.rows, local[1],
-            firsts, counts, scratch, codes,
-        )  # fmt: skip
-
-    _map(spread, halves, threads)
+    # Codes in order of first appearance: one pass over the rows, in row order.
+    width_type = np.int32 if total < 2**31 - 1 else np.int64
+    codes = np.full(total, -1, width_type)
+    key0 = np.zeros(PARTITIONS, np.int64)
+    np.cumsum(counts[:-1], out=key0[1:])
+    codes_of_keys = np.empty(int(counts.sum()), width_type)
+    next_code = np.zeros(1, np.int64)
+    for part, entries in zip((first, second), local, strict=True):
+        cursor = part.bounds[:-1].copy()
+        for c in (c for run in part.runs for c in run):
+            K.assign(
+                c.bits, c.bit0, c.has_nulls, len(c.offsets) - 1, c.row0, c.row0 - part.start,
+                part.parts, cursor, entries, key0, codes_of_keys, next_code, codes,
+            )  # fmt: skip
     out, at = [], 0
     for part in parts:
         for n in part.lengths:
             out.append(codes[at : at + n])
             at += n
-    return out, keys
+    return out, int(next_code[0])
 
 
 def _halves(bounds: np.ndarray, threads: int) -> list[tuple[int, int]]:
@@ -259,5 +262,5 @@ def _empty(start: int, width: int) -> Grouped:
     return Grouped(
         start, [], [], np.zeros((0, PARTITIONS), np.int64), 0,
         np.zeros(PARTITIONS + 1, np.int64), np.empty((0, width), np.uint64),
-        np.empty(0, np.int32),
+        np.empty(0, _PART_TYPE),
     )  # fmt: skip

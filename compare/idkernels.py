@@ -18,12 +18,11 @@ from .jit import kernel as _kernel
 
 __all__ = [
     "PARTITION_BITS",
+    "assign",
     "count",
     "key_words",
     "number",
     "scatter",
-    "spread",
-    "sweep",
 ]
 
 #: 256 partitions: ten million distinct ids make tables of ~40,000 keys (L2, L3 at worst)
@@ -36,8 +35,6 @@ _SHIFT = np.uint64(64 - PARTITION_BITS)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
-#: The first row of a key, marked in the codes until :func:`sweep` numbers it.
-FIRST = -2
 
 
 def key_words(longest: int) -> int:
@@ -97,10 +94,11 @@ def count(
 @_kernel
 def scatter(
     offsets: np.ndarray, data: np.ndarray, bits: np.ndarray, bit0: int, has_nulls: bool,
-    row0: int, cursor: np.ndarray, words: np.ndarray, rows: np.ndarray,
+    row0: int, cursor: np.ndarray, words: np.ndarray, parts: np.ndarray,
 ) -> None:  # fmt: skip
-    """Write the chunk's ids (as key words) and rows (from ``row0``) at their partitions'
-    cursors: rows stay in ascending order within a partition."""
+    """Write the chunk's ids (as key words) at their partitions' cursors, in row order,
+    and each row's partition at ``parts[row0 + i]`` (``row0``: the chunk's first row in
+    ``parts``)."""
     width = words.shape[1]
     long = width >= 32  # see key_words: short keys have at most 31 words
     for i in range(len(offsets) - 1):
@@ -108,6 +106,7 @@ def scatter(
             continue
         a, b = offsets[i], offsets[i + 1]
         p = _partition(data, a, b)
+        parts[row0 + i] = p
         e = cursor[p]
         cursor[p] = e + 1
         for w in range(width):
@@ -120,7 +119,6 @@ def scatter(
             words[e, width - 1] = np.uint64(b - a)
         else:
             words[e, width - 1] |= np.uint64(b - a) << np.uint64(56)
-        rows[e] = row0 + i
 
 
 @_inline
@@ -133,9 +131,8 @@ def _slot(words: np.ndarray, e: int) -> np.uint64:
 
 @_inline
 def _insert(
-    words: np.ndarray, rows: np.ndarray, local: np.ndarray, lo: int, hi: int,
-    table: np.ndarray, mask: np.uint64, keys: np.ndarray, firsts: np.ndarray, base: int,
-    n: int, codes: np.ndarray,
+    words: np.ndarray, local: np.ndarray, lo: int, hi: int, table: np.ndarray,
+    mask: np.uint64, keys: np.ndarray, n: int,
 ) -> int:  # fmt: skip
     width = words.shape[1]
     for e in range(lo, hi):
@@ -146,9 +143,7 @@ def _insert(
                 table[s] = n
                 for w in range(width):
                     keys[n, w] = words[e, w]
-                firsts[base + n] = rows[e]
-                codes[rows[e]] = FIRST
-                local[e] = n
+                local[e] = -n - 1  # a key's first entry
                 n += 1
                 break
             same = True
@@ -165,16 +160,14 @@ def _insert(
 
 @_kernel
 def number(
-    p0: int, p1: int, bounds: np.ndarray,
-    words0: np.ndarray, rows0: np.ndarray, local0: np.ndarray,
-    words1: np.ndarray, rows1: np.ndarray, local1: np.ndarray,
-    table: np.ndarray, keys: np.ndarray, firsts: np.ndarray, counts: np.ndarray,
-    codes: np.ndarray,
+    p0: int, p1: int, bounds: np.ndarray, words0: np.ndarray, local0: np.ndarray,
+    words1: np.ndarray, local1: np.ndarray, table: np.ndarray, keys: np.ndarray,
+    counts: np.ndarray,
 ) -> None:  # fmt: skip
-    """Number the keys of partitions ``p0..p1`` of both sides (side 0's rows come first)
-    in order of first appearance: ``local`` gets each entry's number within its
-    partition, ``firsts`` each key's first row, ``counts`` the partition's keys, and
-    ``codes`` FIRST at every first row.  ``table`` and ``keys`` are scratch space."""
+    """Number the keys of partitions ``p0..p1`` of both sides (side 0's entries first)
+    in order of first appearance: ``local`` gets each entry's key number within its
+    partition, or ``-number - 1`` at the key's first entry; ``counts`` the partition's
+    keys.  ``table`` and ``keys`` are scratch space."""
     for p in range(p0, p1):
         lo0, hi0, lo1, hi1 = bounds[0, p], bounds[0, p + 1], bounds[1, p], bounds[1, p + 1]
         size = 16
@@ -182,36 +175,36 @@ def number(
             size *= 2
         table[:size] = -1
         mask = np.uint64(size - 1)
-        base = lo0 + lo1
-        n = _insert(words0, rows0, local0, lo0, hi0, table, mask, keys, firsts, base, 0, codes)
-        n = _insert(words1, rows1, local1, lo1, hi1, table, mask, keys, firsts, base, n, codes)
-        counts[p] = n
+        n = _insert(words0, local0, lo0, hi0, table, mask, keys, 0)
+        counts[p] = _insert(words1, local1, lo1, hi1, table, mask, keys, n)
 
 
 @_kernel
-def sweep(codes: np.ndarray) -> int:
-    """Give the first rows, in row order, the codes 0, 1, 2...; returns how many."""
-    k = 0
-    for r in range(len(codes)):
-        if codes[r] == FIRST:
-            codes[r] = k
-            k += 1
-    return k
-
-
-@_kernel
-def spread(
-    p0: int, p1: int, bounds: np.ndarray, rows0: np.ndarray, local0: np.ndarray,
-    rows1: np.ndarray, local1: np.ndarray, firsts: np.ndarray, counts: np.ndarray,
-    scratch: np.ndarray, codes: np.ndarray,
+def assign(
+    bits: np.ndarray, bit0: int, has_nulls: bool, rows: int, row0: int, part_row0: int,
+    parts: np.ndarray, cursor: np.ndarray, local: np.ndarray, key0: np.ndarray,
+    codes_of_keys: np.ndarray, next_code: np.ndarray, codes: np.ndarray,
 ) -> None:  # fmt: skip
-    """Every row of partitions ``p0..p1`` gets the code its key's first row got."""
-    for p in range(p0, p1):
-        lo0, hi0, lo1, hi1 = bounds[0, p], bounds[0, p + 1], bounds[1, p], bounds[1, p + 1]
-        base = lo0 + lo1
-        for c in range(counts[p]):
-            scratch[c] = codes[firsts[base + c]]
-        for e in range(lo0, hi0):
-            codes[rows0[e]] = scratch[local0[e]]
-        for e in range(lo1, hi1):
-            codes[rows1[e]] = scratch[local1[e]]
+    """Give the chunk's rows (``codes[row0:row0 + rows]``) their codes, in row order:
+    a key's first entry takes the next code, the others the code their key took.
+
+    Row order is each partition's entry order, so one cursor per partition finds a
+    row's entry, and every array is read or written nearly in order (no random writes
+    over the codes).  ``parts[part_row0 + i]``: the row's partition; ``key0[p]``: the
+    first key of partition p in ``codes_of_keys``.
+    """
+    k = next_code[0]
+    for i in range(rows):
+        if not _valid(bits, bit0, has_nulls, i):
+            continue
+        p = parts[part_row0 + i]
+        e = cursor[p]
+        cursor[p] = e + 1
+        n = local[e]
+        if n < 0:
+            codes_of_keys[key0[p] - n - 1] = k
+            codes[row0 + i] = k
+            k += 1
+        else:
+            codes[row0 + i] = codes_of_keys[key0[p] + n]
+    next_code[0] = k
