@@ -111,11 +111,14 @@ class Grouped:
     #: run's entries per partition.
     runs: list[list[_Chunk]]
     run_counts: np.ndarray
-    #: The longest id, in bytes (the key width follows from it).
+    #: The longest id, in bytes, and whether an id holds a NUL byte: the key layout
+    #: follows (:func:`compare.idkernels.key_layout`).
     longest: int
+    nul: bool
     #: Entries of partition p: ``bounds[p]:bounds[p + 1]``; rows ascending within each.
     bounds: np.ndarray
     words: np.ndarray | None  # None once numbered (see encode_groups)
+    mode: int  # how the words hold the length
     #: Each row's partition (from ``start``; rows without an id: unset).
     parts: np.ndarray
 
@@ -123,9 +126,10 @@ class Grouped:
     def end(self) -> int:
         return self.start + sum(self.lengths)
 
-    def write(self, width: int) -> None:
-        """(Re)write the entries as keys of ``width`` words, a run per thread: each run
-        writes from where the runs before it end, so rows stay ascending."""
+    def write(self, width: int, mode: int) -> None:
+        """(Re)write the entries as keys of ``width`` words in layout ``mode``, a run
+        per thread: each run writes from where the runs before it end (rows ascending)."""
+        self.mode = mode
         counts = self.run_counts
         cursors = self.bounds[:-1] + np.cumsum(counts, axis=0) - counts
         words = self.words = np.empty((int(self.bounds[-1]), width), np.uint64)
@@ -134,7 +138,7 @@ class Grouped:
             for c in self.runs[i]:
                 K.scatter(
                     c.offsets, c.data, c.bits, c.bit0, c.has_nulls, c.row0 - self.start,
-                    cursors[i], words, self.parts,
+                    cursors[i], words, self.parts, mode,
                 )  # fmt: skip
 
         _map(write_run, list(range(len(self.runs))), len(self.runs))
@@ -146,26 +150,29 @@ def group(*arrays: pa.Array | pa.ChunkedArray, start: int = 0, threads: int = 2)
     chunks = _chunks(arrays, start)
     runs = _split(chunks, [len(c.offsets) for c in chunks], max(threads, 1))
 
-    def count(run: list[_Chunk]) -> tuple[np.ndarray, int]:
-        counts, longest = np.zeros(PARTITIONS, np.int64), 0
+    def count(run: list[_Chunk]) -> tuple[np.ndarray, int, bool]:
+        counts, longest, nul = np.zeros(PARTITIONS, np.int64), 0, False
         for c in run:
-            longest = max(longest, K.count(c.offsets, c.data, c.bits, c.bit0, c.has_nulls, counts))
-        return counts, longest
+            size, zero = K.count(c.offsets, c.data, c.bits, c.bit0, c.has_nulls, counts)
+            longest, nul = max(longest, size), nul or zero
+        return counts, longest, nul
 
     counted = _map(count, runs, threads)
     bounds = np.zeros(PARTITIONS + 1, np.int64)
-    np.cumsum(sum(c for c, _ in counted), out=bounds[1:])
+    np.cumsum(sum(c for c, _, _ in counted), out=bounds[1:])
     part = Grouped(
         start,
         [len(a) for a in arrays],
         runs,
-        np.stack([c for c, _ in counted]),
-        max(n for _, n in counted),
+        np.stack([c for c, _, _ in counted]),
+        max(n for _, n, _ in counted),
+        any(z for _, _, z in counted),
         bounds,
         None,
+        K.BARE,
         np.empty(sum(len(a) for a in arrays), _PART_TYPE),
     )
-    part.write(K.key_words(part.longest))
+    part.write(*K.key_layout(part.longest, part.nul))
     return part
 
 
@@ -200,11 +207,12 @@ def encode_groups(*parts: Grouped, threads: int = 2) -> tuple[list[np.ndarray], 
         if part.words is None:
             raise ValueError("these groups were encoded already")
         total = part.end
-    width = max(K.key_words(p.longest) for p in parts)
+    # One layout for both sides: the other side may have longer ids, or a NUL byte.
+    width, mode = K.key_layout(max(p.longest for p in parts), any(p.nul for p in parts))
     for part in parts:
         assert part.words is not None
-        if part.words.shape[1] != width:  # the other side has longer ids
-            part.write(width)
+        if part.words.shape[1] != width or part.mode != mode:
+            part.write(width, mode)
     first, second = parts[0], parts[1] if len(parts) == 2 else _empty(total, width)
     assert first.words is not None and second.words is not None
     words = [first.words, second.words]  # emptied once numbered, to free them
@@ -260,7 +268,7 @@ def _halves(bounds: np.ndarray, threads: int) -> list[tuple[int, int]]:
 
 def _empty(start: int, width: int) -> Grouped:
     return Grouped(
-        start, [], [], np.zeros((0, PARTITIONS), np.int64), 0,
-        np.zeros(PARTITIONS + 1, np.int64), np.empty((0, width), np.uint64),
+        start, [], [], np.zeros((0, PARTITIONS), np.int64), 0, False,
+        np.zeros(PARTITIONS + 1, np.int64), np.empty((0, width), np.uint64), K.BARE,
         np.empty(0, _PART_TYPE),
     )  # fmt: skip

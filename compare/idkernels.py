@@ -20,7 +20,7 @@ __all__ = [
     "PARTITION_BITS",
     "assign",
     "count",
-    "key_words",
+    "key_layout",
     "number",
     "scatter",
 ]
@@ -35,12 +35,30 @@ _SHIFT = np.uint64(64 - PARTITION_BITS)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
+_ONES, _LOW, _HIGH = (
+    np.uint64(2**64 - 1),
+    np.uint64(0x0101010101010101),
+    np.uint64(0x8080808080808080),
+)
 
 
-def key_words(longest: int) -> int:
-    """Words per key for ids of up to ``longest`` bytes: the bytes, and room for the
-    length in the last byte (a whole last word for ids of 248 bytes and more)."""
-    return longest // 8 + 1 if longest < 248 else longest // 8 + 2
+#: How a key's words hold its length (see :func:`key_layout`).
+BARE, LENGTH_BYTE, LENGTH_WORD = 0, 1, 2
+
+
+def key_layout(longest: int, nul: bool) -> tuple[int, int]:
+    """Words per key, and how they hold the length, for ids of up to ``longest`` bytes.
+
+    Without a NUL byte in any id, the bytes zero padded are enough: no two ids pad
+    to the same words (``t1234567``: one word).  With one, ``"a"`` and ``"a\0"``
+    would, so the length goes in the last byte (a whole last word for ids of 248
+    bytes and more).
+    """
+    if not nul:
+        return max(1, -(-longest // 8)), BARE
+    if longest < 248:
+        return longest // 8 + 1, LENGTH_BYTE
+    return longest // 8 + 2, LENGTH_WORD
 
 
 @_inline
@@ -54,18 +72,30 @@ def _mix(h: np.uint64) -> np.uint64:
 
 
 @_inline
-def _partition(data: np.ndarray, a: int, b: int) -> np.uint64:
-    """The partition of the bytes ``a..b``: a hash of them and their length, the same
-    whatever the key width."""
+def _hash(data: np.ndarray, a: int, b: int) -> tuple[np.uint64, bool]:
+    """The partition of the bytes ``a..b`` (a hash of them and their length, the same
+    whatever the key width), and whether one of them is NUL."""
     h = np.uint64(b - a) * _M1
+    nul = False
     j = a
     while j < b:
+        n = min(8, b - j)
         w = np.uint64(0)
-        for t in range(j, min(j + 8, b)):
-            w |= np.uint64(data[t]) << np.uint64(8 * (t - j))
+        for t in range(n):
+            w |= np.uint64(data[j + t]) << np.uint64(8 * t)
         h = _mix(h ^ w) + _M1
+        # A zero byte among the n read (the padding set to 0xFF first): the usual
+        # bit trick, a word at a time.
+        full = w if n == 8 else w | (_ONES << np.uint64(8 * n))
+        if (full - _LOW) & ~full & _HIGH:
+            nul = True
         j += 8
-    return _mix(h) >> _SHIFT
+    return _mix(h) >> _SHIFT, nul
+
+
+@_inline
+def _partition(data: np.ndarray, a: int, b: int) -> np.uint64:
+    return _hash(data, a, b)[0]
 
 
 @_inline
@@ -80,27 +110,30 @@ def _valid(bits: np.ndarray, bit0: int, has_nulls: bool, i: int) -> bool:
 def count(
     offsets: np.ndarray, data: np.ndarray, bits: np.ndarray, bit0: int, has_nulls: bool,
     counts: np.ndarray,
-) -> int:  # fmt: skip
-    """Add the chunk's ids to ``counts`` (per partition); returns its longest id's length."""
+) -> tuple[int, bool]:  # fmt: skip
+    """Add the chunk's ids to ``counts`` (per partition); returns its longest id's length
+    and whether an id holds a NUL byte."""
     longest = 0
+    nul = False
     for i in range(len(offsets) - 1):
         if _valid(bits, bit0, has_nulls, i):
             a, b = offsets[i], offsets[i + 1]
             longest = max(longest, b - a)
-            counts[_partition(data, a, b)] += 1
-    return longest
+            p, zero = _hash(data, a, b)
+            counts[p] += 1
+            nul |= zero
+    return longest, nul
 
 
 @_kernel
 def scatter(
     offsets: np.ndarray, data: np.ndarray, bits: np.ndarray, bit0: int, has_nulls: bool,
-    row0: int, cursor: np.ndarray, words: np.ndarray, parts: np.ndarray,
+    row0: int, cursor: np.ndarray, words: np.ndarray, parts: np.ndarray, mode: int,
 ) -> None:  # fmt: skip
     """Write the chunk's ids (as key words) at their partitions' cursors, in row order,
     and each row's partition at ``parts[row0 + i]`` (``row0``: the chunk's first row in
-    ``parts``)."""
+    ``parts``); ``mode``: how the words hold the length (:func:`key_layout`)."""
     width = words.shape[1]
-    long = width >= 32  # see key_words: short keys have at most 31 words
     for i in range(len(offsets) - 1):
         if not _valid(bits, bit0, has_nulls, i):
             continue
@@ -115,9 +148,9 @@ def scatter(
             for t in range(start, min(start + 8, b)):
                 word |= np.uint64(data[t]) << np.uint64(8 * (t - start))
             words[e, w] = word
-        if long:
+        if mode == LENGTH_WORD:
             words[e, width - 1] = np.uint64(b - a)
-        else:
+        elif mode == LENGTH_BYTE:
             words[e, width - 1] |= np.uint64(b - a) << np.uint64(56)
 
 

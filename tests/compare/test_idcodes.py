@@ -118,3 +118,14 @@ def test_encoding_consumes_the_groups_ids() -> None:
     # ... so a second encoding of the same parts is refused, not wrong.
     with pytest.raises(ValueError, match="encoded already"):
         encode_groups(wallet, export)
+
+
+def test_a_nul_byte_on_either_side_puts_the_length_in_the_keys() -> None:
+    # Zero padded, "a" and "a\0" would be the same key: the length must be in it.
+    for wallet_ids, export_ids in ((["a", "a\0"], ["a\0\0", "a"]), (["a", "b"], ["a\0", "b"])):
+        wallet = group(pa.array(wallet_ids))
+        export = group(pa.array(export_ids), start=wallet.end)
+        got, keys = encode_groups(wallet, export)
+        want = _reference(pa.array(wallet_ids), pa.array(export_ids))
+        assert [c.tolist() for c in got] == [c.tolist() for c in want]
+        assert keys == len(set(wallet_ids) | set(export_ids))
