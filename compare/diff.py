@@ -38,7 +38,7 @@ from .keykernels import wallet_keys
 from .live import LiveAnswers, RowFinding, live_findings
 from .memory import hand_back
 from .options import CompareOptions
-from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, by_value, encode
+from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, encode, spread
 from .settlement import Settlement
 
 __all__ = ["DiffResult", "Wallet", "diff", "prepare_wallet"]
@@ -315,14 +315,12 @@ def _currency_codes(
 
 
 def _index(column: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
-    index = by_value(column, lambda v: pc.index_in(v, value_set=values))
-    return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int32)
+    return spread(column, lambda v: pc.index_in(v, value_set=values), -1, np.int32)
 
 
 def _codes(column: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> np.ndarray:
     names = pa.array(values)
-    index = by_value(column, lambda v: pc.index_in(v, value_set=names))
-    return np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), np.int8)
+    return spread(column, lambda v: pc.index_in(v, value_set=names), -1, np.int8)
 
 
 def _span(values: np.ndarray, where: np.ndarray) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from .divergence import Kind
 from .options import CompareOptions
-from .rows import REFUND, WIN, Rows, by_value, encode, mask, same_text
+from .rows import REFUND, WIN, Rows, encode, mask, same_text, spread
 
 __all__ = ["LiveAnswers", "RowFinding", "live_findings"]
 
@@ -92,10 +92,12 @@ class LiveAnswers:
         status = t.column("live_status")
         live_code = t.column("live_code")
         answered = mask(pc.is_valid(status))
-        live_ok = mask(by_value(live_code, lambda v: pc.equal(v, "OK"))) | (
+        live_ok = spread(live_code, lambda v: pc.equal(v, "OK"), False, bool) | (
             mask(pc.is_null(live_code)) & mask(pc.equal(status, 200))
         )
-        transient = r.retry_later | mask(by_value(live_code, lambda v: pc.equal(v, "RETRY_LATER")))
+        transient = r.retry_later | spread(
+            live_code, lambda v: pc.equal(v, "RETRY_LATER"), False, bool
+        )
         codes_differ = mask(pc.is_valid(live_code)) & ~same_text(t.column("code"), live_code)
         mismatch = answered & ~transient & ((r.ok != live_ok) | (~r.ok & ~live_ok & codes_differ))
         latency = _floats(t.column("latency_ms"))

@@ -191,18 +191,47 @@ def by_value(
     return pa.chunked_array(out, fn(pa.array([], pa.string())).type)
 
 
+def spread(
+    column: pa.Array | pa.ChunkedArray,
+    fn: Callable[[pa.Array], pa.Array],
+    fill: bool | int,
+    dtype: type,
+) -> np.ndarray:
+    """``fn`` row by row as numpy ``dtype``, nulls read as ``fill``: what
+    ``pc.fill_null(by_value(column, fn), fill)`` gives, made without Arrow in between.
+
+    For a dictionary chunk ``fn`` runs on its values and numpy spreads them by the
+    indices: an Arrow ``take`` of booleans packs bits that numpy then unpacks, about
+    three times slower at ten million rows.
+    """
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out: np.ndarray = np.empty(len(column), dtype)
+    at = 0
+    for c in chunks:
+        n = len(c)
+        if pa.types.is_dictionary(c.type):
+            values = _filled(fn(c.dictionary), fill, dtype)
+            indices = c.indices
+            if indices.null_count:  # nulls read the slot after the values: fill
+                indices = pc.fill_null(indices, len(values))
+            values = np.append(values, np.array([fill], dtype))
+            out[at : at + n] = values[indices.to_numpy(zero_copy_only=False)]
+        else:
+            out[at : at + n] = _filled(fn(c), fill, dtype)
+        at += n
+    return out
+
+
+def _filled(array: pa.Array, fill: bool | int, dtype: type) -> np.ndarray:
+    return np.asarray(pc.fill_null(array, fill).to_numpy(zero_copy_only=False), dtype)
+
+
 def same_text(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
     """Row-wise ``a == b`` for text columns, plain or dictionary (nulls: False)."""
     values = pc.unique(
         pa.concat_arrays([pc.unique(x).drop_null().cast(pa.string()) for x in (a, b)])
     )
-    ia, ib = (
-        np.asarray(
-            pc.fill_null(by_value(x, lambda v: pc.index_in(v, value_set=values)), -1).to_numpy(),
-            np.int64,
-        )
-        for x in (a, b)
-    )
+    ia, ib = (spread(x, lambda v: pc.index_in(v, value_set=values), -1, np.int64) for x in (a, b))
     out: np.ndarray = (ia == ib) & (ia >= 0)
     return out
 
@@ -292,21 +321,22 @@ class Rows:
     @classmethod
     def of(cls, table: pa.Table) -> Rows:
         names = pa.array(EVENTS)
-        event = by_value(table.column("event"), lambda v: pc.index_in(v, value_set=names))
         flags, code = table.column("flags"), table.column("code")
         captured = table.column("captured_at").cast(pa.int64())
 
         def has(text: str) -> np.ndarray:
-            return mask(by_value(flags, lambda v: pc.match_substring(v, text)))
+            return spread(flags, lambda v: pc.match_substring(v, text), False, bool)
 
         return cls(
             table=table,
             n=table.num_rows,
-            event=np.asarray(pc.fill_null(event, -1).to_numpy(zero_copy_only=False), np.int8),
+            event=spread(
+                table.column("event"), lambda v: pc.index_in(v, value_set=names), -1, np.int8
+            ),
             amount=_ints(table.column("amount_minor"), 0),
-            ok=mask(by_value(code, lambda v: pc.equal(v, "OK"))),
-            retry_later=mask(by_value(code, lambda v: pc.equal(v, "RETRY_LATER"))),
-            applied=mask(by_value(table.column("outcome"), lambda v: pc.equal(v, "APPLIED"))),
+            ok=spread(code, lambda v: pc.equal(v, "OK"), False, bool),
+            retry_later=spread(code, lambda v: pc.equal(v, "RETRY_LATER"), False, bool),
+            applied=spread(table.column("outcome"), lambda v: pc.equal(v, "APPLIED"), False, bool),
             no_money=has('"no_money_moved"'),
             tombstone=has('"tombstone"'),
             late=has('"late"'),

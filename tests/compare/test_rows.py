@@ -1,14 +1,19 @@
-"""Loading a decision file: columns left undecoded still read as what the file holds."""
+"""Loading a decision file: columns left undecoded still read as what the file holds;
+per-row values of dictionary columns."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from compare.rows import UNUSED, load_decisions
+from compare.rows import UNUSED, by_value, load_decisions, spread
 from compare.testing import Scenario
 from replay.decision_schema import DECISION_SCHEMA
 
@@ -40,3 +45,28 @@ def test_all_null_columns_load_as_nulls(tmp_path: Path, statistics: bool) -> Non
     for name in DECISION_SCHEMA.names:
         if name not in UNUSED:
             assert loaded.column(name).to_pylist() == table.column(name).to_pylist(), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.none(), st.sampled_from(["OK", "NO", "OKAY", ""])), max_size=8),
+        min_size=1,
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_spread_gives_what_the_arrow_take_gives(
+    chunks: list[list[str | None]], encoded: bool
+) -> None:
+    arrays = [pa.array(c, pa.string()) for c in chunks]
+    if encoded:  # dictionary chunks, some with null indices, as the Parquet reader makes them
+        arrays = [a.dictionary_encode() for a in arrays]
+    column = pa.chunked_array(arrays)
+    for fn, fill, dtype in (
+        (lambda v: pc.equal(v, "OK"), False, bool),
+        (lambda v: pc.index_in(v, value_set=pa.array(["NO", "OK"])), -1, np.int8),
+    ):
+        want = pc.fill_null(by_value(column, fn), fill).to_numpy(zero_copy_only=False)
+        got = spread(column, fn, fill, dtype)
+        assert got.dtype == dtype and got.tolist() == np.asarray(want, dtype).tolist()
