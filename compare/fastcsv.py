@@ -73,7 +73,12 @@ def read_reference_csv(
         except ValueError:  # an empty file
             return None
     # The file's pages as they are in the page cache; unmapped when the last view goes.
-    return _parse(np.frombuffer(mapped, np.uint8), names, roles, currencies, threads)
+    try:
+        return _parse(np.frombuffer(mapped, np.uint8), names, roles, currencies, threads)
+    except MemoryError:
+        # The room reserved for a run's rows (pages never touched) can still exceed what
+        # a machine that overcommits no memory allows: the careful loader reads it.
+        return None
 
 
 def _parse(

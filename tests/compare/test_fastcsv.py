@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compare import settlement
+from compare import fastcsv, settlement
 from compare.fastcsv import read_reference_csv
 from compare.settlement import Settlement, SettlementError, load_settlement
 from wallet_core.money import CurrencyTable
@@ -168,4 +168,17 @@ def test_any_file_loads_as_the_careful_loader_loads_it(
     names = list(cells) + ["round_id", "player_id", "session_id", "ref_transaction_id"]
     lines = [",".join(names)] + [",".join(row.get(n, "") for n in names) for row in rows]
     path = write(tmp_path, "\n".join(lines) + "\n")
+    assert_same(loaded(path), careful(path))
+
+
+def test_no_room_for_the_rows_leaves_it_to_the_careful_loader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, f"{HEADER}\n{GOOD}\n")
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(fastcsv, "_parse", no_memory)
+    assert read_reference_csv(path, NAMES, CurrencyTable()) is None
     assert_same(loaded(path), careful(path))
