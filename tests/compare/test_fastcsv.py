@@ -11,22 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compare import fastcsv, settlement
+from compare.columnmap import ROW_FIELDS
 from compare.fastcsv import read_reference_csv
 from compare.settlement import Settlement, SettlementError, load_settlement
 from wallet_core.money import CurrencyTable
 
-NAMES = [
-    "transaction_id",
-    "round_id",
-    "player_id",
-    "session_id",
-    "event",
-    "amount",
-    "currency",
-    "status",
-    "settled_at",
-    "ref_transaction_id",
-]
+NAMES = list(ROW_FIELDS)  # the reference header, in its order
 HEADER = ",".join(NAMES)
 GOOD = "t1,r1,p1,s1,bet,10.00,EUR,SETTLED,2026-11-25T12:00:00Z,"
 
