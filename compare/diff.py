@@ -38,7 +38,7 @@ from .keykernels import wallet_keys
 from .live import LiveAnswers, RowFinding, live_findings
 from .memory import hand_back
 from .options import CompareOptions
-from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, encode, spread
+from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, encode, spread, take_rows
 from .settlement import Settlement
 
 __all__ = ["DiffResult", "Wallet", "diff", "prepare_wallet"]
@@ -655,7 +655,9 @@ _WALLET_FIELDS = ("round_id", "player_id", "currency", "event", "outcome", "code
 def _rows_by_index(table: pa.Table, rows: np.ndarray) -> dict[int, dict[str, Any]]:
     """The rows ``rows`` (negative: none) of ``table`` as Python dicts, by row index."""
     wanted = np.unique(rows[rows >= 0])
-    taken = table.take(pa.array(wanted, pa.int64())).to_pylist()
+    names = table.column_names
+    columns = [take_rows(table.column(name), wanted).to_pylist() for name in names]
+    taken = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     return dict(zip(wanted.tolist(), taken, strict=True))
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compare.rows import UNUSED, by_value, load_decisions, spread
+from compare.rows import UNUSED, by_value, load_decisions, spread, take_rows
 from compare.testing import Scenario
 from replay.decision_schema import DECISION_SCHEMA
 
@@ -70,3 +70,26 @@ def test_spread_gives_what_the_arrow_take_gives(
         want = pc.fill_null(by_value(column, fn), fill).to_numpy(zero_copy_only=False)
         got = spread(column, fn, fill, dtype)
         assert got.dtype == dtype and got.tolist() == np.asarray(want, dtype).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.none(), st.sampled_from(["a", "bb", "c"])), max_size=6),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+    st.data(),
+)
+def test_take_rows_gives_the_rows_asked_in_their_order(
+    chunks: list[list[str | None]], encoded: bool, data: st.DataObject
+) -> None:
+    arrays = [pa.array(c, pa.string()) for c in chunks]
+    if encoded:  # a dictionary per chunk, as each row group of a Parquet file has
+        arrays = [a.dictionary_encode() for a in arrays]
+    column = pa.chunked_array(arrays, arrays[0].type)
+    n = sum(len(c) for c in chunks)
+    rows = data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=10 if n else 0))
+    got = take_rows(column, np.array(rows, np.int64))
+    assert got.to_pylist() == [column[i].as_py() for i in rows]
