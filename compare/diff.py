@@ -39,6 +39,8 @@ from .live import LiveAnswers, RowFinding, live_findings
 from .memory import hand_back
 from .options import CompareOptions
 from .rows import BET, NO_TIME, REFUND, SETTLE, WIN, Rows, encode, spread, take_rows
+from .rulekernels import NOTES as RULE_NOTES
+from .rulekernels import RULES, collect, decide
 from .settlement import Settlement
 
 __all__ = ["DiffResult", "Wallet", "diff", "prepare_wallet"]
@@ -333,145 +335,138 @@ def _span(values: np.ndarray, where: np.ndarray) -> tuple[int, int]:
 
 
 def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> list[_Finding]:
-    """Every rule that needs both sides, as masks over keys."""
+    """Every rule that needs both sides: which keys each flags is decided in one compiled
+    pass over the keys (:func:`compare.rulekernels.decide`, where the rules are written
+    out); the money at risk of the few flagged keys is reckoned here."""
     out: list[_Finding] = []
-    in_w, in_e, ok = s.in_w, s.in_e, s.ok
-    moved = s.movedc > 0
-    st, ev, amt = s.e_status, s.e_event, s.e_amount
-    settled = in_e & (st == _SETTLED)
-    cancelled_bet = in_e & (ev == BET) & (st == _CANCELLED)
-    # A refund bound to a bet the export cancelled is judged with that bet.
-    ref = np.maximum(s.e_ref, 0)
-    bound = in_e & (ev == REFUND) & (s.e_ref >= 0) & cancelled_bet[ref]
-    pair_bad = cancelled_bet & (moved != (s.refund_moved > 0))
-    bound_pair_bad = bound & pair_bad[ref]
     rows = s.rows
     lo, hi = _span(rows.captured, rows.captured != NO_TIME)
-    outside = in_e & (s.e_settled != NO_TIME) & ((s.e_settled < lo) | (s.e_settled > hi))
-    timed = in_e & (s.e_settled != NO_TIME)
+    timed = s.in_e & (s.e_settled != NO_TIME)
     e_lo, e_hi = _span(s.e_settled, timed)
-    w_outside = (
-        in_w
-        & (s.w_captured != NO_TIME)
-        & bool(timed.any())
-        & ((s.w_captured < e_lo) | (s.w_captured > e_hi))
-    )
+    any_timed = bool(timed.any())
     del timed
+    bits = np.zeros(s.n, np.uint16)
+    counts = np.zeros(len(RULES), np.int64)
+    noted = np.zeros(len(RULE_NOTES), np.int64)
+    decide(
+        s.in_w, s.in_e, s.ok, s.movedc, s.e_status, s.e_event, s.e_amount, s.e_ref,
+        _full(s.refund_moved, s.n), _full(s.refund_seen, s.n), s.w_cur, s.e_cur, s.w_amount,
+        s.w_captured, s.e_settled, lo, hi, e_lo, e_hi, any_timed, opts.retry_window_us, NO_TIME,
+        np.array([_SETTLED, _DECLINED, _CANCELLED, BET, REFUND], np.int64), bits, counts, noted,
+    )  # fmt: skip
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    flagged = np.empty(int(counts.sum()), np.int64)
+    collect(bits, starts.copy(), flagged)
+    del bits
+    keys = dict(zip(RULES, np.split(flagged, np.cumsum(counts)[:-1]), strict=True))
+    notes.update({name: int(n) for name, n in zip(RULE_NOTES, noted.tolist(), strict=True)})
+    amt, st, ev = s.e_amount, s.e_status, s.e_event
+
+    def at_stake(k: np.ndarray) -> np.ndarray:
+        """Settled, moved, or a cancelled bet: the keys whose money a mismatch puts at risk."""
+        settled = s.in_e[k] & (st[k] == _SETTLED)
+        cancelled_bet = s.in_e[k] & (ev[k] == BET) & (st[k] == _CANCELLED)
+        out: np.ndarray = settled | (s.movedc[k] > 0) | cancelled_bet
+        return out
 
     def add(
         kind: Kind,
-        where: np.ndarray,
-        risk: Callable[[np.ndarray], np.ndarray] | np.ndarray | int,
+        rule: str,
+        risk: Callable[[np.ndarray], np.ndarray] | int,
         detail: str,
         from_export: bool = False,
     ) -> None:
-        """``risk``: per key, or a function of the flagged keys (no array over all keys)."""
-        keys = np.flatnonzero(where)
-        if callable(risk):
-            risks = np.asarray(risk(keys), np.int64)
-        elif isinstance(risk, np.ndarray):
-            risks = risk[keys].astype(np.int64)
-        else:
-            risks = np.full(len(keys), risk, np.int64)
-        for key, value in zip(keys.tolist(), risks.tolist(), strict=True):
+        k = keys[rule]
+        risks = np.asarray(risk(k), np.int64) if callable(risk) else np.full(len(k), risk)
+        for key, value in zip(k.tolist(), risks.tolist(), strict=True):
             out.append(_Finding(kind, key, value, detail, from_export))
 
-    missing = ~in_w & (settled | cancelled_bet) & (amt > 0)
-    notes["pending_in_wallet"] = int((missing & outside).sum())
-    missing &= ~outside & ~bound_pair_bad
-    # A bet never received whose refund the wallet took (a tombstone) matches CANCELLED.
-    missing &= ~(cancelled_bet & (s.refund_seen > 0))
-    net_zero = cancelled_bet | bound
     add(
         Kind.MISSING_IN_WALLET,
-        missing & ~net_zero,
-        amt,
+        "missing",
+        lambda k: amt[k],
         "the export settled it; the wallet never received it",
         True,
     )
     add(
         Kind.MISSING_IN_WALLET,
-        missing & net_zero,
+        "missing_net_zero",
         0,
         "cancelled in the export (nets to zero); the wallet never received it",
         True,
     )
-    extra = in_w & ~in_e & moved
-    notes["pending_in_export"] = int((extra & w_outside).sum())
     add(
         Kind.MISSING_IN_EXPORT,
-        extra & ~w_outside,
+        "extra",
         lambda k: s.w_amount[k] * np.maximum(s.movedc[k], 1),
         "the wallet moved money; the export does not have it",
     )
-    both = in_w & in_e
-    cur_bad = both & (s.w_cur >= 0) & (s.w_cur != s.e_cur)
-    at_stake = settled | moved | cancelled_bet
     add(
         Kind.CURRENCY_MISMATCH,
-        cur_bad,
-        lambda k: np.where(at_stake[k], amt[k], 0),
+        "currency",
+        lambda k: np.where(at_stake(k), amt[k], 0),
         "the currencies differ",
         True,
     )
-    amt_bad = both & ~cur_bad & (s.w_amount != amt)
     add(
         Kind.AMOUNT_MISMATCH,
-        amt_bad,
-        lambda k: np.where(at_stake[k], np.abs(s.w_amount[k] - amt[k]), 0),
+        "amount",
+        lambda k: np.where(at_stake(k), np.abs(s.w_amount[k] - amt[k]), 0),
         "the amounts differ",
     )
-    # Refused what the export settled; accepted without moving what it settled.
-    tomb_ok = (ev == REFUND) & ~in_e[ref] | (s.e_ref < 0) & (ev == REFUND)
-    refused = both & settled & ~bound & ~ok
-    add(Kind.STATUS_MISMATCH, refused, amt, "the wallet refused what the export settled", True)
-    idle = both & settled & ~bound & ok & ~moved & (amt > 0) & ~tomb_ok & ~cur_bad & ~amt_bad
     add(
         Kind.STATUS_MISMATCH,
-        idle,
-        amt,
+        "refused",
+        lambda k: amt[k],
+        "the wallet refused what the export settled",
+        True,
+    )
+    add(
+        Kind.STATUS_MISMATCH,
+        "idle",
+        lambda k: amt[k],
         "the wallet accepted it but moved no money; the export settled it",
         True,
     )
     add(
         Kind.STATUS_MISMATCH,
-        both & bound & ~ok & ~bound_pair_bad,
+        "refund_refused",
         0,
         "the wallet refused a refund the export settled (its bet was never applied)",
         True,
     )
-    declined = both & in_e & ((st == _DECLINED) | (st == _CANCELLED) & (ev != BET)) & moved
     add(
         Kind.STATUS_MISMATCH,
-        declined,
+        "declined",
         lambda k: s.w_amount[k] * s.movedc[k],
         "the wallet applied what the export declined",
     )
-    kept = pair_bad & moved
     add(
         Kind.STATUS_MISMATCH,
-        kept,
-        s.w_amount,
+        "kept",
+        lambda k: s.w_amount[k],
         "the wallet kept a bet the export cancelled (no refund moved it back)",
     )
     add(
         Kind.STATUS_MISMATCH,
-        pair_bad & ~moved,
+        "refunded_untaken",
         lambda k: s.refund_moved[k] * amt[k],
         "the wallet refunded a bet it never took; the export cancelled it",
         True,
     )
-    late = both & (s.w_captured != NO_TIME) & (s.e_settled != NO_TIME)
-    # The export's times are read for the last time here: the delays take their place.
-    delay = np.subtract(s.w_captured, s.e_settled, out=s.e_settled)
-    notes["late_within_window"] = int((late & (delay > 0) & (delay <= opts.retry_window_us)).sum())
     add(
         Kind.LATE_CALLBACK,
-        late & (delay > opts.retry_window_us),
+        "late",
         0,
         "first received after the export settled it, beyond the retry window",
     )
     return out
+
+
+def _full(counts: np.ndarray, n: int) -> np.ndarray:
+    """A per-key count array as a real one (``_counts`` gives a read-only zero view when
+    there is nothing to count)."""
+    return counts if counts.strides != (0,) else np.zeros(n, counts.dtype)
 
 
 def _wallet_doubles(rows: Rows, movedc: np.ndarray | None = None) -> list[tuple[int, int, int]]:
