@@ -231,9 +231,14 @@ class _Sides:
         self.w_amount = np.empty(k, rows.amount.dtype)
         self.w_captured = np.empty(k, rows.captured.dtype)
         self.w_cur = np.empty(k, by_row.w_cur.dtype)
+        # Read-only views whatever the columns were (a view of one chunk, or a copy): numba
+        # compiles, and loads ahead (keykernels.load), one function per set of array types.
+        amount, captured, currency = (
+            _read_only(a) for a in (rows.amount, rows.captured, by_row.w_cur)
+        )
         wallet_keys(
             self.money_idx, tx, refs, rows.event, rows.applied, rows.ok, rows.no_money,
-            rows.amount, rows.captured, by_row.w_cur, REFUND, NO_TIME, self.recv, self.ok,
+            amount, captured, currency, REFUND, NO_TIME, self.recv, self.ok,
             self.movedc, self.first, self.refund_moved, self.refund_seen, self.w_amount,
             self.w_captured, self.w_cur,
         )  # fmt: skip
@@ -461,6 +466,12 @@ def _export_rules(s: _Sides, opts: CompareOptions, notes: dict[str, int]) -> lis
         "first received after the export settled it, beyond the retry window",
     )
     return out
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.setflags(write=False)
+    return view
 
 
 def _full(counts: np.ndarray, n: int) -> np.ndarray:

@@ -150,3 +150,16 @@ def collect(bits: np.ndarray, starts: np.ndarray, keys: np.ndarray) -> None:
             keys[starts[rule]] = k
             starts[rule] += 1
             flags ^= low
+
+
+def load() -> None:
+    """Load :func:`decide` and :func:`collect` for the types the diff calls them with
+    (from numba's disk cache), ahead of their first use."""
+    flags, i32, i8, i64 = (np.zeros(1, t) for t in (bool, np.int32, np.int8, np.int64))
+    bits = np.zeros(1, np.uint16)
+    decide(
+        flags, flags, flags, i32, i8, i8, i64, i32, i32, i32, i32, i32, i64, i64, i64, 0, 0,
+        0, 0, False, 0, 0, np.zeros(5, np.int64), bits, np.zeros(len(RULES), np.int64),
+        np.zeros(len(NOTES), np.int64),
+    )  # fmt: skip
+    collect(bits, np.zeros(len(RULES), np.int64), np.zeros(1, np.int64))

@@ -19,7 +19,7 @@ import pyarrow as pa
 from wallet_core.config import WalletConfig
 from wallet_core.errors import ConfigError
 
-from . import keykernels
+from . import keykernels, rulekernels
 from .columnmap import parse_column_map
 from .diff import DiffResult, Wallet, diff, prepare_wallet
 from .idcodes import load_kernels
@@ -67,6 +67,7 @@ def _load_kernels() -> None:
     """The compiled loops the diff calls first, loaded from numba's cache."""
     load_kernels()
     keykernels.load()
+    rulekernels.load()
 
 
 def _by_round(config: WalletConfig) -> bool:
