@@ -163,7 +163,7 @@ class _Sides:
             assert ids is not None  # given for transaction ids (see diff)
             (tx, ref, ek, erk), k = ids
             del ids
-            rows.tx, refs = tx, ref
+            rows.tx = tx
             wk, wrk = tx[self.money_idx], ref[self.money_idx]
             # Not kept (ten million ids): a key with a finding is on a wallet row or an
             # export row, which name it (see :meth:`name`).
@@ -175,31 +175,30 @@ class _Sides:
         # GIL, and each side faults in its own fresh pages (most of their cost).
         with ThreadPoolExecutor(1, thread_name_prefix="compare-keys") as pool:
             export_side = pool.submit(self._export_side, ek, erk, by_row, width)
-            self._wallet_side(rows, by_round, by_row, width, None if by_round else refs)
+            if by_round:
+                self._round_side(rows, by_row, width)
+            else:
+                self._wallet_keys(rows, by_row, width, tx, ref)
             export_side.result()
         if check_ids is not None and int(np.count_nonzero(self.in_e)) < len(ek):
             check_ids()  # a repeated export id: the load's own error
 
-    def _wallet_side(
-        self, rows: Rows, by_round: bool, by_row: _ByRow, width: type, refs: np.ndarray | None
-    ) -> None:
-        # Per-key arrays as narrow as their values allow (int32 counts and rows, int8
-        # codes): at ten million keys each int64 array is 80 MB of the peak.
+    def _round_side(self, rows: Rows, by_row: _ByRow, width: type) -> None:
+        """The decisions' per-key arrays of a per-round comparison (keys ``R:bet``/``R:win``
+        over the money rows, not transaction ids: :meth:`_wallet_keys` makes them for those).
+
+        Per-key arrays as narrow as their values allow (int32 counts and rows, int8
+        codes): at ten million keys each int64 array is 80 MB of the peak."""
         k, wk, wrk = self.n, self.wk, self.wrk
-        if not by_round and refs is not None and rows.tx is not None:
-            self._wallet_keys(rows, by_row, width, rows.tx, refs)
-            return
         ev = rows.event[self.money_idx]
         moved = rows.moved()[self.money_idx]
         ok = rows.ok[self.money_idx]
         self.recv = _counts(wk, k)
         self.ok: np.ndarray = _flags(wk[ok], k)
-        self.movedc = _counts(wk[moved], k)
         # First money row of each key: written backwards, so the first row is written last.
         self.first: np.ndarray = np.full(k, -1, width)
         self.first[wk[::-1]] = self.money_idx[::-1]
         safe = np.maximum(self.first, 0)
-        self.w_amount = _gather(rows.amount, safe)
         # Keys the wallet never received get no time and no currency, set in place:
         # an np.where would make each array twice (fresh memory is most of this step).
         absent = self.first < 0
@@ -208,11 +207,11 @@ class _Sides:
         self.w_cur = _gather(by_row.w_cur, safe)
         self.w_cur[absent] = -1
         del safe, absent
-        if by_round:  # a round's net bet (refunds subtract) and its total win
-            amount = rows.amount[self.money_idx]
-            signed = np.where(ev == REFUND, -amount, amount) * moved
-            self.w_amount = np.bincount(wk, weights=signed, minlength=k).astype(np.int64)
-            self.movedc = (self.w_amount != 0).astype(np.int32)
+        # A round's net bet (refunds subtract) and its total win.
+        amount = rows.amount[self.money_idx]
+        signed = np.where(ev == REFUND, -amount, amount) * moved
+        self.w_amount = np.bincount(wk, weights=signed, minlength=k).astype(np.int64)
+        self.movedc = (self.w_amount != 0).astype(np.int32)
         refunds = (ev == REFUND) & (wrk >= 0)
         self.refund_moved = _counts(wrk[refunds & moved], k)
         # Refunds the wallet accepted, money moved or not: a tombstone names its bet here.

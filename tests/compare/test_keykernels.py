@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compare.keykernels import wallet_keys
-from compare.testing import Scenario
 
 NO_TIME, REFUND = -(2**63), 2
 
@@ -66,20 +63,7 @@ def test_one_pass_counts_what_the_numpy_passes_count(rows: int, keys: int, seed:
         assert out[name].tolist() == value.tolist(), name
 
 
-def test_loading_ahead_loads_the_types_the_diff_uses(tmp_path: Path) -> None:
-    # In a process of its own: what other tests called would already be loaded here.
-    scn = Scenario()
-    scn.clean_day()
-    scn.settled("w-lost", "win", 7_00)
-    decisions, export = scn.write(tmp_path)
-    script = f"""
-from pathlib import Path
-from compare.keykernels import load, wallet_keys
-from compare.run import compare_files
-from wallet_core.config import WalletConfig
-load()
-before = [set(f.signatures) for f in (wallet_keys,)]
-compare_files(Path({str(decisions)!r}), Path({str(export)!r}), WalletConfig(aggregators={{}}))
-assert [set(f.signatures) for f in (wallet_keys,)] == before, "the diff needed other types"
-"""
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+def test_loading_ahead_loads_the_types_the_diff_uses(
+    loads_ahead: Callable[[str, str], None],
+) -> None:
+    loads_ahead("keykernels", "wallet_keys")

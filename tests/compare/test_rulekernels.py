@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compare.rulekernels import NOTES, RULES, collect, decide
-from compare.testing import Scenario
 
 NO_TIME = -(2**63)
 SETTLED, DECLINED, CANCELLED, BET, WIN, REFUND = 0, 1, 2, 0, 1, 2
@@ -108,20 +105,7 @@ def test_one_pass_flags_the_keys_the_masks_flagged(n: int, seed: int) -> None:
     assert dict(zip(NOTES, notes.tolist(), strict=True)) == want_notes
 
 
-def test_loading_ahead_loads_the_types_the_diff_uses(tmp_path: Path) -> None:
-    # In a process of its own: what other tests called would already be loaded here.
-    scn = Scenario()
-    scn.clean_day()
-    scn.settled("w-lost", "win", 7_00)
-    decisions, export = scn.write(tmp_path)
-    script = f"""
-from pathlib import Path
-from compare.rulekernels import load, decide, collect
-from compare.run import compare_files
-from wallet_core.config import WalletConfig
-load()
-before = [set(f.signatures) for f in (decide, collect,)]
-compare_files(Path({str(decisions)!r}), Path({str(export)!r}), WalletConfig(aggregators={{}}))
-assert [set(f.signatures) for f in (decide, collect,)] == before, "the diff needed other types"
-"""
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+def test_loading_ahead_loads_the_types_the_diff_uses(
+    loads_ahead: Callable[[str, str], None],
+) -> None:
+    loads_ahead("rulekernels", "decide, collect")
